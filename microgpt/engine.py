@@ -1,0 +1,252 @@
+"""A scalar autograd engine: every number is a Value that knows how it was made.
+
+After micrograd (Karpathy): each op computes its output and, next to the forward
+formula, the local derivative of the output with respect to each input. ``backward()``
+then applies the chain rule edge by edge, in reverse topological order:
+
+    child.grad += local_grad * node.grad
+
+Two things are added for seeing the graph:
+- each node records the ``Op`` that made it; what an op is called, how many inputs it
+  takes and what its derivative is live in the table of ops below, as data;
+- each node records a tag path naming where in the model it was computed (scope.py).
+
+Two granularities build the same numbers. Atomic: every multiply-add is one mul node and
+one add node, exactly as the reference design. Fused: ``dot`` and ``total`` build one
+n-ary node for a whole dot product or sum. Both accumulate left to right from 0, so
+forward values are bit-identical (Python 3.12's ``sum()`` of floats is compensated and
+would not be: it is never used on floats here).
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import reduce
+from operator import add, mul
+
+from microgpt import scope as _scope
+
+Number = int | float
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """What made a node. Metadata only: the arithmetic lives in the Value methods."""
+
+    name: str  # short name, shown on every node: "mul"
+    symbol: str  # how a drawing writes it: "×"
+    arity: int | None  # inputs it takes; None for the n-ary (fused) ops, 0 for leaves
+    derivative: str  # its local derivatives, for the views that explain the chain rule
+    arg: float | None = None  # the constant of the op, where it has one (pow's exponent)
+
+    def __str__(self) -> str:
+        return self.name if self.arg is None else f"{self.name}({self.arg:g})"
+
+
+LEAF = Op("leaf", "", 0, "a leaf: made by the user, no inputs")
+PARAM = Op("param", "θ", 0, "a leaf: a trainable weight")
+CONST = Op("const", "c", 0, "a leaf: a Python number wrapped on the fly")
+ADD = Op("add", "+", 2, "∂(a+b)/∂a = 1, ∂(a+b)/∂b = 1")
+MUL = Op("mul", "×", 2, "∂(a·b)/∂a = b, ∂(a·b)/∂b = a")
+EXP = Op("exp", "exp", 1, "∂exp(a)/∂a = exp(a)")
+LOG = Op("log", "log", 1, "∂log(a)/∂a = 1/a")
+RELU = Op("relu", "ReLU", 1, "∂relu(a)/∂a = 1 if a > 0 else 0")
+# Derived ops build the reference's primitive structure and record their own name on the
+# node they return: -a is a mul node (a, -1); a - b is an add node (a, -b);
+# a / b is a mul node (a, b**-1).
+NEG = Op("neg", "−", 2, "−a = a·(−1): ∂/∂a = −1")
+SUB = Op("sub", "−", 2, "a − b = a + (−b): ∂/∂a = 1, ∂/∂(−b) = 1")
+DIV = Op("div", "÷", 2, "a / b = a·b⁻¹: ∂/∂a = b⁻¹, ∂/∂(b⁻¹) = a")
+# Fused n-ary ops: one node for a whole dot product or sum.
+DOT = Op("dot", "·", None, "∂(Σ wᵢxᵢ)/∂wᵢ = xᵢ, ∂(Σ wᵢxᵢ)/∂xᵢ = wᵢ")
+SUM = Op("sum", "Σ", None, "∂(Σ aᵢ)/∂aᵢ = 1")
+
+_POW_OPS: dict[float, Op] = {}
+
+
+def pow_op(exponent: Number) -> Op:
+    """The (shared) pow op for one constant exponent: the exponent is the op's argument."""
+    op = _POW_OPS.get(exponent)
+    if op is None:
+        op = _POW_OPS[exponent] = Op("pow", f"^{exponent:g}", 1, "∂(aⁿ)/∂a = n·aⁿ⁻¹", exponent)
+    return op
+
+
+# Every op by name; pow appears once, as the op family (its exponents vary).
+OPS: dict[str, Op] = {
+    op.name: op
+    for op in (LEAF, PARAM, CONST, ADD, MUL, pow_op(2), EXP, LOG, RELU, NEG, SUB, DIV, DOT, SUM)
+}
+
+
+class Value:
+    """One scalar in the graph: its data, its gradient, and how it was computed."""
+
+    # Six slots: a binary node is 216 bytes (object 80, two 2-tuples 56 each, one float 24).
+    __slots__ = ("data", "grad", "_children", "_local_grads", "_op", "_tag")
+
+    def __init__(
+        self,
+        data: Number,
+        children: tuple[Value, ...] = (),
+        local_grads: tuple[Number, ...] = (),
+        op: Op = LEAF,
+        tag: str | None = None,
+    ) -> None:
+        self.data = data
+        self.grad: Number = 0
+        self._children = children
+        self._local_grads = local_grads  # ∂self/∂child, one per child, in order
+        self._op = op
+        self._tag = _scope.current_tag if tag is None else tag
+
+    # -- read-only views of the graph -------------------------------------------------
+    @property
+    def op(self) -> Op:
+        return self._op
+
+    @property
+    def tag(self) -> str | None:
+        return self._tag
+
+    @property
+    def children(self) -> tuple[Value, ...]:
+        return self._children
+
+    @property
+    def local_grads(self) -> tuple[Number, ...]:
+        return self._local_grads
+
+    def __repr__(self) -> str:
+        return f"Value(data={self.data!r}, grad={self.grad!r}, op={self._op}, tag={self._tag!r})"
+
+    # -- primitive ops: forward value, then the local derivative of each input -----------
+    def __add__(self, other: Value | Number) -> Value:
+        other = other if isinstance(other, Value) else Value(other, op=CONST)
+        return Value(self.data + other.data, (self, other), (1, 1), ADD)
+
+    def __mul__(self, other: Value | Number) -> Value:
+        other = other if isinstance(other, Value) else Value(other, op=CONST)
+        return Value(self.data * other.data, (self, other), (other.data, self.data), MUL)
+
+    def __pow__(self, exponent: Number) -> Value:
+        if isinstance(exponent, Value):
+            raise TypeError("Value ** Value is not supported: the exponent must be a constant number")
+        local = exponent * self.data ** (exponent - 1)
+        return Value(self.data**exponent, (self,), (local,), pow_op(exponent))
+
+    def exp(self) -> Value:
+        return Value(math.exp(self.data), (self,), (math.exp(self.data),), EXP)
+
+    def log(self) -> Value:
+        return Value(math.log(self.data), (self,), (1 / self.data,), LOG)
+
+    def relu(self) -> Value:
+        return Value(max(0, self.data), (self,), (float(self.data > 0),), RELU)
+
+    # -- derived ops: each states its identity; the node it returns records its name -----
+    def __neg__(self) -> Value:  # -a = a * -1
+        return _relabel(self * -1, NEG)
+
+    def __sub__(self, other: Value | Number) -> Value:  # a - b = a + (-b)
+        return _relabel(self + (-other), SUB)
+
+    def __rsub__(self, other: Number) -> Value:  # b - a = (-a) + b, as the reference builds it
+        return _relabel(-self + other, SUB)
+
+    def __truediv__(self, other: Value | Number) -> Value:  # a / b = a * b**-1
+        return _relabel(self * other**-1, DIV)
+
+    def __rtruediv__(self, other: Number) -> Value:  # b / a = a**-1 * b, as the reference builds it
+        return _relabel(self**-1 * other, DIV)
+
+    def __radd__(self, other: Number) -> Value:  # b + a = a + b (sum() starts with 0 + a)
+        return self + other
+
+    def __rmul__(self, other: Number) -> Value:  # b * a = a * b
+        return self * other
+
+    # -- backpropagation ----------------------------------------------------------------
+    def backward(self) -> None:
+        """Set this node's grad to 1 and add ∂self/∂v into v.grad for every v it depends on.
+
+        Gradients accumulate (``+=``), as in PyTorch: on a graph whose grads are not zero,
+        call ``zero_grad(root)`` first. Parameters outlive a step's graph, so a training
+        loop zeroes them after each update.
+        """
+        self.grad = 1
+        for node in reversed(topological_order(self)):
+            node_grad = node.grad
+            for child, local_grad in zip(node._children, node._local_grads):
+                child.grad += local_grad * node_grad
+
+
+def _relabel(node: Value, op: Op) -> Value:
+    node._op = op
+    return node
+
+
+def dot(ws: Sequence[Value], xs: Sequence[Value]) -> Value:
+    """Fused Σ wᵢ·xᵢ: one node whose children are the ws then the xs, and whose local
+    derivatives are the other operand's data. Accumulates left to right from 0."""
+    w_data = [w.data for w in ws]
+    x_data = [x.data for x in xs]
+    data = reduce(add, map(mul, w_data, x_data), 0)
+    return Value(data, (*ws, *xs), (*x_data, *w_data), DOT)
+
+
+def total(xs: Sequence[Value]) -> Value:
+    """Fused Σ aᵢ: one node, every local derivative 1. Accumulates left to right from 0."""
+    data = reduce(add, [x.data for x in xs], 0)
+    return Value(data, tuple(xs), (1,) * len(xs), SUM)
+
+
+def topological_order(root: Value) -> list[Value]:
+    """Every node ``root`` depends on, each after all of its children.
+
+    The order is that of a recursive depth-first post-order walk visiting children in
+    order (the reference design's ``build_topo``), so gradients accumulate in the same
+    order and to the same bits. It is written as an explicit stack loop, so a graph of any
+    depth works: Python's recursion limit never applies.
+    """
+    order: list[Value] = []
+    visited = {root}
+    stack = [(root, iter(root._children))]
+    while stack:
+        node, children = stack[-1]
+        for child in children:
+            if child not in visited:
+                visited.add(child)
+                stack.append((child, iter(child._children)))
+                break
+        else:
+            stack.pop()
+            order.append(node)
+    return order
+
+
+def zero_grad(root: Value) -> None:
+    """Set grad to 0 on ``root`` and every node it depends on."""
+    for node in topological_order(root):
+        node.grad = 0
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while a graph is built and backpropagated.
+
+    The graph is acyclic, so reference counting alone frees it; without the pause the
+    collector walks the tens of thousands of young nodes of every step, which is most of
+    the step's time. Restores the collector's previous state.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

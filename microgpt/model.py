@@ -1,0 +1,217 @@
+"""The GPT of microgpt, on scalar Values, with every intermediate tagged.
+
+The design of Karpathy's single-file microgpt (itself a scalar nanoGPT / GPT-2):
+token + position embedding, RMSNorm (no weights) after the embedding sum and before each
+block, multi-head causal self-attention with a KV cache, a ReLU MLP of width 4·n_embd,
+residual adds, a separate lm_head, no biases. Tags (README, "Tag paths") name every
+intermediate, e.g. ``layer0.attn.h2.weights[1]@pos4``.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field
+
+from microgpt.engine import PARAM, Value
+from microgpt.errors import MicrogptError
+from microgpt.nn import Vector, dot, linear, rmsnorm, softmax, total
+from microgpt.scope import element_tag, label, position, root_scope, scope
+
+GRANULARITIES = ("atomic", "fused")
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    vocab_size: int = 27  # 26 letters + the BOS token of the names data set
+    n_layer: int = 1
+    n_embd: int = 16
+    n_head: int = 4
+    block_size: int = 16  # the longest name (15 letters) + BOS fits in one context
+    init_std: float = 0.08  # std of the Gaussian init, as in the reference
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "n_layer", "n_embd", "n_head", "block_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise MicrogptError(f"{name} must be a positive integer, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise MicrogptError(
+                f"n_head {self.n_head} does not divide n_embd {self.n_embd}: "
+                "choose a head count that divides the width"
+            )
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+    def to_dict(self) -> dict[str, int | float]:
+        return asdict(self)
+
+
+def weight_shapes(config: GPTConfig) -> dict[str, tuple[int, int]]:
+    """Every weight matrix, (rows, columns), in the order the reference draws them."""
+    c = config
+    shapes = {"wte": (c.vocab_size, c.n_embd), "wpe": (c.block_size, c.n_embd), "lm_head": (c.vocab_size, c.n_embd)}
+    for i in range(c.n_layer):
+        for name in ("wq", "wk", "wv", "wo"):
+            shapes[f"layer{i}.attn.{name}"] = (c.n_embd, c.n_embd)
+        shapes[f"layer{i}.mlp.fc1"] = (4 * c.n_embd, c.n_embd)
+        shapes[f"layer{i}.mlp.fc2"] = (c.n_embd, 4 * c.n_embd)
+    return shapes
+
+
+@dataclass
+class KVCache:
+    """The keys and values of earlier positions, per layer: keys[layer][position] is a vector."""
+
+    n_layer: int
+    keys: list[list[Vector]] = field(init=False)
+    values: list[list[Vector]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.keys = [[] for _ in range(self.n_layer)]
+        self.values = [[] for _ in range(self.n_layer)]
+
+
+class GPT:
+    """Weights as matrices of Value leaves, named as in the tag grammar (``layer0.attn.wq``)."""
+
+    def __init__(self, config: GPTConfig, weights: dict[str, list[list[float]]]) -> None:
+        self.config = config
+        shapes = weight_shapes(config)
+        if list(weights) != list(shapes):
+            raise MicrogptError(f"weights are {list(weights)}, expected {list(shapes)}")
+        self.weights: dict[str, list[list[Value]]] = {}
+        with root_scope():
+            for name, rows in weights.items():
+                n_rows, n_cols = shapes[name]
+                if len(rows) != n_rows or any(len(row) != n_cols for row in rows):
+                    raise MicrogptError(f"weight {name} is not {n_rows}×{n_cols}")
+                self.weights[name] = [
+                    [Value(x, op=PARAM, tag=element_tag(name, i, j)) for j, x in enumerate(row)]
+                    for i, row in enumerate(rows)
+                ]
+        self.params: list[Value] = [p for matrix in self.weights.values() for row in matrix for p in row]
+
+    @classmethod
+    def initialise(cls, config: GPTConfig, rng: random.Random) -> GPT:
+        """Gaussian init, drawn matrix by matrix, row by row, in the reference's order."""
+        weights = {
+            name: [[rng.gauss(0, config.init_std) for _ in range(cols)] for _ in range(rows)]
+            for name, (rows, cols) in weight_shapes(config).items()
+        }
+        return cls(config, weights)
+
+    def weight_data(self) -> dict[str, list[list[float]]]:
+        return {name: [[p.data for p in row] for row in matrix] for name, matrix in self.weights.items()}
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = 0
+
+    # -- forward ------------------------------------------------------------------------
+    def forward(self, token_id: int, pos: int, cache: KVCache, granularity: str = "fused") -> Vector:
+        """The logits for the next token after ``token_id`` at ``pos``; appends to ``cache``."""
+        fused = _is_fused(granularity)
+        c = self.config
+        if not 0 <= pos < c.block_size:
+            raise MicrogptError(f"position {pos} is outside the context: use 0 to {c.block_size - 1}")
+        if not 0 <= token_id < c.vocab_size:
+            raise MicrogptError(f"token id {token_id} is outside the vocabulary: use 0 to {c.vocab_size - 1}")
+        with root_scope(), position(pos):
+            with scope("embed"):
+                x = label([t + p for t, p in zip(self.weights["wte"][token_id], self.weights["wpe"][pos])])
+                with scope("norm"):
+                    x = label(rmsnorm(x, fused))
+            for layer in range(c.n_layer):
+                with scope(f"layer{layer}"):
+                    x = self._attention(layer, x, cache, fused)
+                    x = self._mlp(layer, x, fused)
+            with scope("logits"):
+                return label(linear(x, self.weights["lm_head"], fused))
+
+    def _attention(self, layer: int, x: Vector, cache: KVCache, fused: bool) -> Vector:
+        c, w = self.config, self.weights
+        hd = c.head_dim
+        residual = x
+        with scope("attn"):
+            with scope("norm"):
+                x = label(rmsnorm(x, fused))
+            # q, k, v are computed row by row, so computing them head by head changes no value
+            # and lets each element carry its head: layer0.attn.h2.q[1].
+            q: Vector = []
+            k: Vector = []
+            v: Vector = []
+            for h in range(c.n_head):
+                rows = slice(h * hd, (h + 1) * hd)
+                with scope(f"h{h}"):
+                    for name, out in (("q", q), ("k", k), ("v", v)):
+                        with scope(name):
+                            out += label(linear(x, w[f"layer{layer}.attn.w{name}"][rows], fused))
+            cache.keys[layer].append(k)
+            cache.values[layer].append(v)
+            heads_out: Vector = []
+            for h in range(c.n_head):
+                rows = slice(h * hd, (h + 1) * hd)
+                q_h = q[rows]
+                k_h = [k_t[rows] for k_t in cache.keys[layer]]  # (positions so far, hd)
+                v_h = [v_t[rows] for v_t in cache.values[layer]]
+                with scope(f"h{h}"):
+                    with scope("score"):
+                        scores = label([dot(q_h, k_t, fused) / hd**0.5 for k_t in k_h])
+                    with scope("weights"):
+                        weights = label(softmax(scores, fused))
+                    with scope("out"):
+                        heads_out += label([dot(weights, [v_t[j] for v_t in v_h], fused) for j in range(hd)])
+            with scope("out"):
+                x = label(linear(heads_out, w[f"layer{layer}.attn.wo"], fused))
+            with scope("resid"):
+                return label([a + b for a, b in zip(x, residual)])
+
+    def _mlp(self, layer: int, x: Vector, fused: bool) -> Vector:
+        w = self.weights
+        residual = x
+        with scope("mlp"):
+            with scope("norm"):
+                x = label(rmsnorm(x, fused))
+            with scope("pre"):
+                x = label(linear(x, w[f"layer{layer}.mlp.fc1"], fused))
+            with scope("post"):
+                x = label([xi.relu() for xi in x])
+            with scope("out"):
+                x = label(linear(x, w[f"layer{layer}.mlp.fc2"], fused))
+            with scope("resid"):
+                return label([a + b for a, b in zip(x, residual)])
+
+    # -- losses -------------------------------------------------------------------------
+    def probabilities(self, logits: Vector, pos: int, granularity: str = "fused") -> Vector:
+        """softmax(logits), tagged probs[i]@pos."""
+        with root_scope(), position(pos), scope("probs"):
+            return label(softmax(logits, _is_fused(granularity)))
+
+    def position_loss(self, probs: Vector, target_id: int, pos: int) -> Value:
+        """-log probs[target], tagged loss@pos."""
+        if not 0 <= target_id < self.config.vocab_size:
+            raise MicrogptError(f"target id {target_id} is outside the vocabulary: use 0 to {self.config.vocab_size - 1}")
+        with root_scope(), position(pos), scope("loss"):
+            return -probs[target_id].log()
+
+    def document_loss(self, tokens: list[int], granularity: str = "fused") -> Value:
+        """The mean loss over a document's positions, as one training step builds it."""
+        n = min(self.config.block_size, len(tokens) - 1)
+        if n < 1:
+            raise MicrogptError("a document needs at least two tokens (BOS and one more)")
+        cache = KVCache(self.config.n_layer)
+        losses = []
+        for pos in range(n):
+            logits = self.forward(tokens[pos], pos, cache, granularity)
+            probs = self.probabilities(logits, pos, granularity)
+            losses.append(self.position_loss(probs, tokens[pos + 1], pos))
+        with root_scope(), scope("loss"):
+            return (1 / n) * total(losses, _is_fused(granularity))
+
+
+def _is_fused(granularity: str) -> bool:
+    if granularity not in GRANULARITIES:
+        raise MicrogptError(f"unknown granularity {granularity!r}: use 'atomic' or 'fused'")
+    return granularity == "fused"

@@ -1,0 +1,113 @@
+"""Tag paths: the name of the place in the model where a Value was computed.
+
+Every Value records a tag, a short string such as ``layer0.attn.h2.weights[1]@pos4``.
+The grammar, defined here once (README, "Tag paths"):
+
+    tag      := path [ "[" index ("," index)* "]" ] [ "@pos" position ]
+    path     := segment ( "." segment )*          e.g. layer0.attn.h2.weights
+    segment  := lower-case letters, digits and "_"
+
+- Parameters carry their weight name and element: ``layer0.attn.wq[3,5]`` (row 3, column 5).
+- Activations carry the position they were computed at: ``layer0.attn.h2.q[1]@pos0``.
+- A labelled vector's elements carry an index (``q[1]``); the intermediate nodes that
+  computed them (the products and partial sums of a dot product) carry the path alone.
+
+Tagging is cheap: entering a scope builds one interned string, and every node created
+inside shares that one object. Turning tagging off (``set_tagging(False)``) leaves every
+tag ``None``; the benchmark uses it to measure what tagging costs.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TypeVar
+
+T = TypeVar("T")
+
+# The tag given to every Value created now: read by Value.__init__, set by the contexts below.
+current_tag: str | None = None
+_path: str = ""
+_pos: int | None = None
+_enabled = True
+
+
+def _compose(path: str, index: str = "") -> str:
+    position = "" if _pos is None else f"@pos{_pos}"
+    return sys.intern(f"{path}{index}{position}")
+
+
+def _refresh() -> None:
+    global current_tag
+    current_tag = _compose(_path) if _enabled and (_path or _pos is not None) else None
+
+
+@contextmanager
+def scope(name: str) -> Iterator[None]:
+    """Nest ``name`` (one segment or a dotted path) under the current path."""
+    global _path
+    outer = _path
+    _path = f"{outer}.{name}" if outer else name
+    _refresh()
+    try:
+        yield
+    finally:
+        _path = outer
+        _refresh()
+
+
+@contextmanager
+def position(pos: int | None) -> Iterator[None]:
+    """Mark every Value created inside as computed at sequence position ``pos``."""
+    global _pos
+    outer = _pos
+    _pos = pos
+    _refresh()
+    try:
+        yield
+    finally:
+        _pos = outer
+        _refresh()
+
+
+@contextmanager
+def root_scope() -> Iterator[None]:
+    """Start from an empty path and no position (so a model's tags never depend on the caller's)."""
+    global _path, _pos
+    outer = (_path, _pos)
+    _path, _pos = "", None
+    _refresh()
+    try:
+        yield
+    finally:
+        _path, _pos = outer
+        _refresh()
+
+
+def label(values: Sequence[T]) -> Sequence[T]:
+    """Tag ``values`` as the elements of the current scope: ``path[i]@posN``; returns them."""
+    if _enabled:
+        for i, v in enumerate(values):
+            v._tag = _compose(_path, f"[{i}]")  # type: ignore[attr-defined]
+    return values
+
+
+def element_tag(name: str, *index: int) -> str | None:
+    """The tag of one element of a named tensor, e.g. ``element_tag("wq", 3, 5)`` -> ``...wq[3,5]``."""
+    if not _enabled:
+        return None
+    path = f"{_path}.{name}" if _path else name
+    return _compose(path, "[" + ",".join(map(str, index)) + "]")
+
+
+def set_tagging(enabled: bool) -> bool:
+    """Turn tag recording on or off; returns the previous setting."""
+    global _enabled
+    previous, _enabled = _enabled, enabled
+    _refresh()
+    return previous
+
+
+def tagging_enabled() -> bool:
+    return _enabled
