@@ -87,7 +87,7 @@ class Value:
     """One scalar in the graph: its data, its gradient, and how it was computed."""
 
     # Six slots: a binary node is 216 bytes (object 80, two 2-tuples 56 each, one float 24).
-    __slots__ = ("data", "grad", "_children", "_local_grads", "_op", "_tag")
+    __slots__ = ("_children", "_local_grads", "_op", "_tag", "data", "grad")
 
     def __init__(
         self,

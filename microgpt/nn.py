@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from microgpt.engine import Value, dot as fused_dot, total as fused_total
+from microgpt.engine import Value
+from microgpt.engine import dot as fused_dot
+from microgpt.engine import total as fused_total
 
 Vector = list[Value]
 Matrix = list[list[Value]]  # rows: out features; columns: in features

@@ -1,0 +1,69 @@
+"""What every command that needs a model shares: where the model comes from, and which token.
+
+A command takes ``--checkpoint``; without it, ``model.json`` in the working directory when
+it exists, else a freshly initialised model (seed 42) whose vocabulary comes from the data
+set training would use here. It always says which it used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.output import info
+
+DEFAULT_CHECKPOINT = Path("model.json")
+
+CheckpointOption = Annotated[
+    Path | None,
+    typer.Option("--checkpoint", "-c", help="Model checkpoint (default: model.json if present, else a fresh model)."),
+]
+DataOption = Annotated[
+    Path | None,
+    typer.Option("--data", help="Documents, one per line, UTF-8 (default: names.txt here, else the embedded names)."),
+]
+WordOption = Annotated[
+    str | None, typer.Option("--word", help="The name whose tokens give the context and target (default: emma).")
+]
+PosOption = Annotated[int | None, typer.Option("--pos", help="Position of the token in the word (default: 0).")]
+TokenOption = Annotated[
+    str | None, typer.Option("--token", help="The input token at --pos: a character or BOS (default: the word's).")
+]
+TargetOption = Annotated[
+    str | None, typer.Option("--target", help="The token to predict: a character or BOS (default: the word's next).")
+]
+GranularityOption = Annotated[
+    str, typer.Option("--granularity", help="atomic (the reference's nodes) or fused (one node per dot product).")
+]
+
+
+@dataclass
+class LoadedModel:
+    model: object  # microgpt.GPT
+    tokenizer: object  # microgpt.Tokenizer
+    rng: object  # random.Random: the state sampling continues from
+    description: str  # "checkpoint model.json (step 1000)" or "a fresh model (seed 42) ..."
+
+
+def load_model(checkpoint: Path | None, data: Path | None = None) -> LoadedModel:
+    """The checkpoint given; else model.json here; else a fresh model. Says which on stderr."""
+    from microgpt import checkpoint as ckpt_io
+    from microgpt.data import find_dataset
+    from microgpt.train import start_run
+
+    if checkpoint is None and DEFAULT_CHECKPOINT.is_file():
+        checkpoint = DEFAULT_CHECKPOINT
+    if checkpoint is not None:
+        ckpt = ckpt_io.load(checkpoint)
+        description = f"checkpoint {checkpoint} (step {ckpt.state.step} of {ckpt.steps})"
+        loaded = LoadedModel(ckpt.model, ckpt.tokenizer, ckpt.rng, description)
+    else:
+        dataset = find_dataset(data)
+        run = start_run(dataset.docs)
+        description = f"a fresh model (seed 42, untrained), vocabulary from {dataset.source}"
+        loaded = LoadedModel(run.model, run.tokenizer, run.rng, description)
+    info(f"model: {loaded.description}")
+    return loaded

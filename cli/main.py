@@ -1,0 +1,95 @@
+"""The ``mgx`` command. Each command imports what it uses inside its body, so that
+``mgx --help`` and the light commands start fast (rich + typer are most of start-up)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.common import DEFAULT_CHECKPOINT, CheckpointOption, DataOption, load_model
+from cli.output import console, fail, info, user_errors
+
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="microgpt-x: see and debug how a tiny GPT computes and learns, down to the last scalar.",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from microgpt import __version__
+
+        console.print(f"mgx {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """microgpt-x: see and debug how a tiny GPT computes and learns, down to the last scalar."""
+
+
+@app.command()
+@user_errors
+def train(
+    data: DataOption = None,
+    steps: Annotated[int, typer.Option(help="Training steps, one document each.")] = 1000,
+    lr: Annotated[float, typer.Option(help="Adam learning rate (decays linearly to 0).")] = 0.01,
+    seed: Annotated[int, typer.Option(help="Random seed: shuffle, then weights.")] = 42,
+    n_layer: Annotated[int, typer.Option(help="Transformer layers.")] = 1,
+    n_embd: Annotated[int, typer.Option(help="Embedding width.")] = 16,
+    n_head: Annotated[int, typer.Option(help="Attention heads (must divide --n-embd).")] = 4,
+    block_size: Annotated[int, typer.Option(help="Longest context in tokens.")] = 16,
+    granularity: Annotated[str, typer.Option(help="fused (fast) or atomic (the reference's nodes).")] = "fused",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write.")] = DEFAULT_CHECKPOINT,
+    resume: Annotated[bool, typer.Option(help="Continue the run saved in --out.")] = False,
+    log_every: Annotated[int, typer.Option(help="Print a line every N steps (0: progress bar only).")] = 0,
+) -> None:
+    """Train the GPT on names with Adam; writes a resumable checkpoint (Ctrl-C keeps one too)."""
+    from cli.train_cmd import run_training
+
+    run_training(
+        data=data, steps=steps, lr=lr, seed=seed, n_layer=n_layer, n_embd=n_embd, n_head=n_head,
+        block_size=block_size, granularity=granularity, out=out, resume=resume, log_every=log_every,
+    )
+
+
+@app.command()
+@user_errors
+def sample(
+    checkpoint: CheckpointOption = None,
+    num: Annotated[int, typer.Option(help="How many names.")] = 20,
+    temperature: Annotated[float, typer.Option(help="Softmax temperature (> 0; lower is safer).")] = 0.5,
+    seed: Annotated[int | None, typer.Option(help="Seed (default: continue the checkpoint's random state).")] = None,
+    prefix: Annotated[str, typer.Option(help="Start every name with these letters.")] = "",
+    data: DataOption = None,
+) -> None:
+    """Sample new names, one per line."""
+    import random
+
+    from microgpt.train import sample as sample_name
+
+    if num < 1:
+        fail(f"--num must be at least 1, got {num}")
+    if not temperature > 0:
+        fail(f"--temperature must be a positive number, got {temperature}")
+    loaded = load_model(checkpoint, data)
+    rng = loaded.rng if seed is None else random.Random(seed)
+    if seed is None:
+        info("random state: continued from the model's (pass --seed N for another draw)")
+    for _ in range(num):
+        console.print(sample_name(loaded.model, loaded.tokenizer, rng, temperature=temperature, prefix=prefix))
+
+
+def run() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    run()

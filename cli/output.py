@@ -1,0 +1,44 @@
+"""The consoles: results on stdout, messages and errors on stderr (so --json pipes stay clean)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import NoReturn, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def info(message: str) -> None:
+    """A note on what the command is doing (which model, which data): stderr, dim."""
+    err_console.print(f"[dim]{message}[/dim]", markup=True, soft_wrap=True)
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    """One line naming the problem and the fix, then a non-zero exit; never a traceback."""
+    err_console.print(f"[bold red]error:[/bold red] {message}", markup=True, soft_wrap=True, highlight=False)
+    raise typer.Exit(code)
+
+
+def user_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn the package's MicrogptError (and OS errors on files) into a one-line message and exit 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from microgpt.errors import MicrogptError
+
+        try:
+            return command(*args, **kwargs)
+        except MicrogptError as e:
+            fail(str(e))
+        except KeyboardInterrupt:
+            fail("interrupted", code=130)
+
+    return wrapper
