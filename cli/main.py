@@ -55,8 +55,18 @@ def train(
     from cli.train_cmd import run_training
 
     run_training(
-        data=data, steps=steps, lr=lr, seed=seed, n_layer=n_layer, n_embd=n_embd, n_head=n_head,
-        block_size=block_size, granularity=granularity, out=out, resume=resume, log_every=log_every,
+        data=data,
+        steps=steps,
+        lr=lr,
+        seed=seed,
+        n_layer=n_layer,
+        n_embd=n_embd,
+        n_head=n_head,
+        block_size=block_size,
+        granularity=granularity,
+        out=out,
+        resume=resume,
+        log_every=log_every,
     )
 
 

@@ -38,8 +38,19 @@ def _resume_dataset(data: Path | None, source: str):
 
 
 def run_training(
-    *, data: Path | None, steps: int, lr: float, seed: int, n_layer: int, n_embd: int, n_head: int,
-    block_size: int, granularity: str, out: Path, resume: bool, log_every: int,
+    *,
+    data: Path | None,
+    steps: int,
+    lr: float,
+    seed: int,
+    n_layer: int,
+    n_embd: int,
+    n_head: int,
+    block_size: int,
+    granularity: str,
+    out: Path,
+    resume: bool,
+    log_every: int,
 ) -> None:
     if steps < 1:
         fail(f"--steps must be at least 1, got {steps}")
@@ -59,7 +70,14 @@ def run_training(
         run = start_run(dataset.docs, ckpt.seed, **_config_kwargs(ckpt.model.config))
         if run.tokenizer.chars != ckpt.tokenizer.chars:
             fail(f"the data {dataset.source} has another vocabulary than the checkpoint {out}: pass the run's --data")
-        model, tokenizer, rng, state, adam, seed = ckpt.model, ckpt.tokenizer, ckpt.rng, ckpt.state, ckpt.adam, ckpt.seed
+        model, tokenizer, rng, state, adam, seed = (
+            ckpt.model,
+            ckpt.tokenizer,
+            ckpt.rng,
+            ckpt.state,
+            ckpt.adam,
+            ckpt.seed,
+        )
         if state.step >= steps:
             fail(f"{out} has already done {state.step} of {steps} steps: pass a larger --steps to train on")
         info(f"resuming {out} at step {state.step} of {steps}")
@@ -90,8 +108,15 @@ def run_training(
         interrupted = True
 
     progress = Progress(
-        TextColumn("[bold]training"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
-        TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=err_console, transient=False,
+        TextColumn("[bold]training"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
     )
     losses: list[float] = []
 
@@ -120,7 +145,7 @@ def run_training(
     finally:
         signal.signal(signal.SIGINT, previous_handler)
     ckpt_io.save(checkpoint(), out)
-    tail = losses[-min(100, len(losses)):]
+    tail = losses[-min(100, len(losses)) :]
     info(f"saved {out}")
     console.print(f"trained {state.step} steps; mean loss of the last {len(tail)}: {sum(tail) / len(tail):.4f}")
 

@@ -162,7 +162,9 @@ def from_json(raw: Any, where: str) -> Checkpoint:
     chars = _require(raw, "vocabulary", str, where)
     tokenizer = Tokenizer(chars)
     if tokenizer.vocab_size != config.vocab_size or len(set(chars)) != len(chars):
-        raise MicrogptError(f"{where}: vocabulary of {len(chars)} characters does not match vocab_size {config.vocab_size}")
+        raise MicrogptError(
+            f"{where}: vocabulary of {len(chars)} characters does not match vocab_size {config.vocab_size}"
+        )
     shapes = weight_shapes(config)
     weights = _split(_matrix_flat(raw.get("weights"), shapes, where), shapes)
     optimizer = _require(raw, "optimizer", dict, where)

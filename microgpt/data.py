@@ -43,9 +43,7 @@ class Tokenizer:
             return self.bos
         index = self.chars.find(token) if len(token) == 1 else -1
         if index < 0:
-            raise MicrogptError(
-                f"token {token!r} is not in the vocabulary: use one of {self.chars!r} or {BOS_NAME}"
-            )
+            raise MicrogptError(f"token {token!r} is not in the vocabulary: use one of {self.chars!r} or {BOS_NAME}")
         return index
 
     def encode(self, text: str) -> list[int]:

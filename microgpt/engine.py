@@ -78,8 +78,7 @@ def pow_op(exponent: Number) -> Op:
 
 # Every op by name; pow appears once, as the op family (its exponents vary).
 OPS: dict[str, Op] = {
-    op.name: op
-    for op in (LEAF, PARAM, CONST, ADD, MUL, pow_op(2), EXP, LOG, RELU, NEG, SUB, DIV, DOT, SUM)
+    op.name: op for op in (LEAF, PARAM, CONST, ADD, MUL, pow_op(2), EXP, LOG, RELU, NEG, SUB, DIV, DOT, SUM)
 }
 
 

@@ -100,7 +100,9 @@ def token_graph(
     return TokenGraph(root, logits, probs, spec, granularity, backward)
 
 
-def word_graph(model: GPT, tokens: list[int], *, granularity: str = DEFAULT_GRANULARITY, backward: bool = True) -> Value:
+def word_graph(
+    model: GPT, tokens: list[int], *, granularity: str = DEFAULT_GRANULARITY, backward: bool = True
+) -> Value:
     """The graph one training step builds for a whole document: every position to the mean loss."""
     model.zero_grad()
     with gc_paused():

@@ -36,8 +36,7 @@ class GPTConfig:
                 raise MicrogptError(f"{name} must be a positive integer, got {value!r}")
         if self.n_embd % self.n_head:
             raise MicrogptError(
-                f"n_head {self.n_head} does not divide n_embd {self.n_embd}: "
-                "choose a head count that divides the width"
+                f"n_head {self.n_head} does not divide n_embd {self.n_embd}: choose a head count that divides the width"
             )
 
     @property
@@ -192,7 +191,9 @@ class GPT:
     def position_loss(self, probs: Vector, target_id: int, pos: int) -> Value:
         """-log probs[target], tagged loss@pos."""
         if not 0 <= target_id < self.config.vocab_size:
-            raise MicrogptError(f"target id {target_id} is outside the vocabulary: use 0 to {self.config.vocab_size - 1}")
+            raise MicrogptError(
+                f"target id {target_id} is outside the vocabulary: use 0 to {self.config.vocab_size - 1}"
+            )
         with root_scope(), position(pos), scope("loss"):
             return -probs[target_id].log()
 

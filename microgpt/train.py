@@ -107,9 +107,7 @@ def train(
     return state
 
 
-def sample(
-    model: GPT, tokenizer: Tokenizer, rng: random.Random, *, temperature: float = 0.5, prefix: str = ""
-) -> str:
+def sample(model: GPT, tokenizer: Tokenizer, rng: random.Random, *, temperature: float = 0.5, prefix: str = "") -> str:
     """One name: draw a token at a time from softmax(logits / T) until BOS or the context is full.
 
     Each generated token consumes exactly one ``rng.choices`` draw, as the reference does."""
