@@ -70,6 +70,7 @@ _POW_OPS: dict[float, Op] = {}
 
 def pow_op(exponent: Number) -> Op:
     """The (shared) pow op for one constant exponent: the exponent is the op's argument."""
+    exponent = float(exponent)
     op = _POW_OPS.get(exponent)
     if op is None:
         op = _POW_OPS[exponent] = Op("pow", f"^{exponent:g}", 1, "∂(aⁿ)/∂a = n·aⁿ⁻¹", exponent)
@@ -135,8 +136,11 @@ class Value:
     def __pow__(self, exponent: Number) -> Value:
         if isinstance(exponent, Value):
             raise TypeError("Value ** Value is not supported: the exponent must be a constant number")
+        data = self.data**exponent
+        if isinstance(data, complex):
+            raise ValueError(f"{self.data} ** {exponent} is not a real number")
         local = exponent * self.data ** (exponent - 1)
-        return Value(self.data**exponent, (self,), (local,), pow_op(exponent))
+        return Value(data, (self,), (local,), pow_op(exponent))
 
     def exp(self) -> Value:
         return Value(math.exp(self.data), (self,), (math.exp(self.data),), EXP)
@@ -171,14 +175,19 @@ class Value:
 
     # -- backpropagation ----------------------------------------------------------------
     def backward(self) -> None:
-        """Set this node's grad to 1 and add ∂self/∂v into v.grad for every v it depends on.
+        """Set this node's grad to 1 and fill in ∂self/∂v for every v it depends on.
 
-        Gradients accumulate (``+=``), as in PyTorch: on a graph whose grads are not zero,
-        call ``zero_grad(root)`` first. Parameters outlive a step's graph, so a training
-        loop zeroes them after each update.
+        As in PyTorch, leaves (parameters, inputs) accumulate: a second backward adds to
+        their grads, so a training loop zeroes them between steps (``GPT.zero_grad``).
+        Every intermediate node's grad is recomputed from 0 by each call, so it always
+        holds this backward's value (the views show it).
         """
+        order = topological_order(self)
+        for node in order:
+            if node._children:
+                node.grad = 0
         self.grad = 1
-        for node in reversed(topological_order(self)):
+        for node in reversed(order):
             node_grad = node.grad
             for child, local_grad in zip(node._children, node._local_grads):
                 child.grad += local_grad * node_grad
@@ -192,6 +201,8 @@ def _relabel(node: Value, op: Op) -> Value:
 def dot(ws: Sequence[Value], xs: Sequence[Value]) -> Value:
     """Fused Σ wᵢ·xᵢ: one node whose children are the ws then the xs, and whose local
     derivatives are the other operand's data. Accumulates left to right from 0."""
+    if len(ws) != len(xs):
+        raise ValueError(f"dot of vectors of different lengths ({len(ws)} and {len(xs)})")
     w_data = [w.data for w in ws]
     x_data = [x.data for x in xs]
     data = reduce(add, map(mul, w_data, x_data), 0)

@@ -20,6 +20,8 @@ Matrix = list[list[Value]]  # rows: out features; columns: in features
 def dot(ws: Sequence[Value], xs: Sequence[Value], fused: bool) -> Value:
     if fused:
         return fused_dot(ws, xs)
+    if len(ws) != len(xs):
+        raise ValueError(f"dot of vectors of different lengths ({len(ws)} and {len(xs)})")
     return sum(w * x for w, x in zip(ws, xs))  # type: ignore[return-value]
 
 

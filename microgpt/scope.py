@@ -19,9 +19,11 @@ tag ``None``; the benchmark uses it to measure what tagging costs.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -111,3 +113,32 @@ def set_tagging(enabled: bool) -> bool:
 
 def tagging_enabled() -> bool:
     return _enabled
+
+
+@dataclass(frozen=True)
+class TagParts:
+    """A tag split by the grammar above: ``layer0.attn.wq[3,5]`` -> path, index, position."""
+
+    path: str  # "layer0.attn.wq"
+    index: str | None  # "3,5", or None for an intermediate node or a scalar
+    pos: int | None  # the position, or None for parameters and position-free nodes
+
+    @property
+    def segments(self) -> list[str]:
+        return self.path.split(".") if self.path else []
+
+    @property
+    def group(self) -> str:
+        """The tensor a node belongs to: the tag without its element index."""
+        return self.path if self.pos is None else f"{self.path}@pos{self.pos}"
+
+
+_TAG = re.compile(r"^(?P<path>[^\[@]*)(?:\[(?P<index>[^\]]*)\])?(?:@pos(?P<pos>\d+))?$")
+
+
+def parse_tag(tag: str) -> TagParts:
+    match = _TAG.match(tag)
+    if match is None:
+        raise ValueError(f"not a tag path: {tag!r}")
+    pos = match["pos"]
+    return TagParts(match["path"], match["index"], None if pos is None else int(pos))

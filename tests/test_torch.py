@@ -1,0 +1,89 @@
+"""The whole model against an independent PyTorch float64 implementation: same loss, and the
+same gradient for every parameter, in both granularities."""
+
+from __future__ import annotations
+
+import math
+import random
+import warnings
+
+import pytest
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", UserWarning)  # "Failed to initialize NumPy": not needed here
+    torch = pytest.importorskip("torch")
+
+from microgpt.model import GPT, GPTConfig
+
+F = torch.nn.functional
+
+
+def rmsnorm(x: torch.Tensor) -> torch.Tensor:
+    return x * (x.pow(2).mean(-1, keepdim=True) + 1e-5) ** -0.5
+
+
+def torch_loss(config: GPTConfig, w: dict[str, torch.Tensor], tokens: list[int]) -> torch.Tensor:
+    """The GPT over a whole document at once, with a causal mask instead of a KV cache."""
+    n = min(config.block_size, len(tokens) - 1)
+    inputs = torch.tensor(tokens[:n])
+    targets = torch.tensor(tokens[1 : n + 1])
+    n_head, head_dim = config.n_head, config.head_dim
+    x = rmsnorm(w["wte"][inputs] + w["wpe"][:n])  # (n, n_embd)
+    causal = torch.ones(n, n, dtype=torch.bool).tril()
+    for i in range(config.n_layer):
+        h = rmsnorm(x)
+        q, k, v = (
+            (h @ w[f"layer{i}.attn.{name}"].T).view(n, n_head, head_dim).transpose(0, 1)  # (n_head, n, head_dim)
+            for name in ("wq", "wk", "wv")
+        )
+        scores = (q @ k.transpose(1, 2)) / math.sqrt(head_dim)  # (n_head, n, n)
+        weights = scores.masked_fill(~causal, float("-inf")).softmax(-1)
+        heads = (weights @ v).transpose(0, 1).reshape(n, config.n_embd)
+        x = x + heads @ w[f"layer{i}.attn.wo"].T
+        h = rmsnorm(x)
+        x = x + F.relu(h @ w[f"layer{i}.mlp.fc1"].T) @ w[f"layer{i}.mlp.fc2"].T
+    logits = x @ w["lm_head"].T  # (n, vocab_size)
+    return F.cross_entropy(logits, targets)  # the mean over positions
+
+
+CASES = [
+    # (seed, n_layer, n_embd, n_head, block_size, vocab_size, document length)
+    (0, 1, 8, 2, 8, 5, 4),
+    (1, 2, 8, 2, 8, 7, 6),
+    (2, 1, 8, 4, 4, 6, 9),  # longer than the context: the loss stops at block_size positions
+    (3, 2, 12, 3, 8, 10, 2),  # one position
+    (4, 1, 8, 1, 8, 9, 8),
+]
+
+
+@pytest.mark.parametrize("granularity", ["atomic", "fused"])
+@pytest.mark.parametrize(("seed", "n_layer", "n_embd", "n_head", "block_size", "vocab_size", "length"), CASES)
+def test_every_parameter_gradient_equals_pytorch_float64(
+    granularity: str, seed: int, n_layer: int, n_embd: int, n_head: int, block_size: int, vocab_size: int, length: int
+) -> None:
+    config = GPTConfig(vocab_size=vocab_size, n_layer=n_layer, n_embd=n_embd, n_head=n_head, block_size=block_size)
+    rng = random.Random(seed)
+    model = GPT.initialise(config, rng)
+    tokens = [rng.randrange(vocab_size) for _ in range(length)]
+
+    loss = model.document_loss(tokens, granularity)
+    loss.backward()
+
+    weights = {
+        name: torch.tensor(matrix, dtype=torch.float64, requires_grad=True)
+        for name, matrix in model.weight_data().items()
+    }
+    expected = torch_loss(config, weights, tokens)
+    expected.backward()
+
+    assert math.isclose(loss.data, expected.item(), rel_tol=1e-12)
+    mismatches = []
+    for name, matrix in model.weights.items():
+        torch_grad = weights[name].grad.tolist()
+        for i, row in enumerate(matrix):
+            for j, p in enumerate(row):
+                if not math.isclose(p.grad, torch_grad[i][j], rel_tol=1e-10, abs_tol=1e-12):
+                    mismatches.append((p.tag, p.grad, torch_grad[i][j]))
+    assert mismatches == []
+    if length > 2:  # with one position the attention weight is 1 whatever the query: wq has no gradient
+        assert any(p.grad != 0 for p in model.weights["layer0.attn.wq"][0])
