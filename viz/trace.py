@@ -1,0 +1,147 @@
+"""One walk of a graph: its nodes with stable ids, its edges, its consumers and its tag groups.
+
+Every view (DOT, networkx, the inspect tree, the stepper) reads a ``Trace`` rather than
+walking Values itself, so ids and orders agree everywhere.
+
+Node ids are stable strings, never ``id()``: a node whose tag is unique in the graph is
+named by its tag (``layer0.attn.h0.q[1]@pos0``); nodes sharing a tag (the products and
+partial sums inside a dot product) are named ``tag#k``, k counting them in topological
+order; untagged nodes are ``node#k``. The same inputs give the same ids on every run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from microgpt.engine import Value, topological_order
+from microgpt.scope import TagParts, parse_tag
+
+
+@dataclass(frozen=True)
+class Edge:
+    child: int  # index of the input node
+    parent: int  # index of the node computed from it
+    slot: int  # which input of the parent (a node may use one child twice: dot(x, x))
+    local_grad: float  # ∂parent/∂child
+
+
+@dataclass(frozen=True)
+class Summary:
+    """min / mean / max and the L2 norm of some numbers."""
+
+    count: int
+    min: float
+    mean: float
+    max: float
+    norm: float
+
+    @classmethod
+    def of(cls, numbers: Iterable[float]) -> Summary:
+        xs = [float(x) for x in numbers]
+        if not xs:
+            return cls(0, math.nan, math.nan, math.nan, math.nan)
+        return cls(len(xs), min(xs), math.fsum(xs) / len(xs), max(xs), math.sqrt(math.fsum(x * x for x in xs)))
+
+
+@dataclass
+class Trace:
+    """The graph under ``root``, in topological order (children before parents)."""
+
+    root: Value
+    nodes: list[Value] = field(init=False)
+    ids: list[str] = field(init=False)
+    index: dict[int, int] = field(init=False, repr=False)  # id(Value) -> position in nodes
+
+    def __post_init__(self) -> None:
+        self.nodes = topological_order(self.root)
+        self.index = {id(node): i for i, node in enumerate(self.nodes)}
+        counts = Counter(node.tag for node in self.nodes)
+        seen: Counter[str | None] = Counter()
+        ids = []
+        for node in self.nodes:
+            tag = node.tag
+            if tag is not None and counts[tag] == 1:
+                ids.append(tag)
+            else:
+                ids.append(f"{tag or 'node'}#{seen[tag]}")
+                seen[tag] += 1
+        self.ids = ids
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    @cached_property
+    def id_index(self) -> dict[str, int]:
+        return {node_id: i for i, node_id in enumerate(self.ids)}
+
+    @cached_property
+    def edges(self) -> list[Edge]:
+        index = self.index
+        return [
+            Edge(index[id(child)], parent, slot, local)
+            for parent, node in enumerate(self.nodes)
+            for slot, (child, local) in enumerate(zip(node.children, node.local_grads))
+        ]
+
+    @cached_property
+    def consumers(self) -> list[list[Edge]]:
+        """For each node, the edges to the nodes computed from it (its parents)."""
+        out: list[list[Edge]] = [[] for _ in self.nodes]
+        for edge in self.edges:
+            out[edge.child].append(edge)
+        return out
+
+    @cached_property
+    def inputs(self) -> list[list[Edge]]:
+        """For each node, the edges from its children, in input order."""
+        out: list[list[Edge]] = [[] for _ in self.nodes]
+        for edge in self.edges:
+            out[edge.parent].append(edge)
+        return out
+
+    @cached_property
+    def tag_parts(self) -> list[TagParts | None]:
+        cache: dict[str, TagParts] = {}
+        out = []
+        for node in self.nodes:
+            tag = node.tag
+            if tag is None:
+                out.append(None)
+                continue
+            parts = cache.get(tag)
+            if parts is None:
+                parts = cache[tag] = parse_tag(tag)
+            out.append(parts)
+        return out
+
+    @cached_property
+    def groups(self) -> dict[str, list[int]]:
+        """Tensor groups (a tag without its element index) -> node indices, in first-seen order."""
+        out: dict[str, list[int]] = {}
+        for i, parts in enumerate(self.tag_parts):
+            out.setdefault("(untagged)" if parts is None else parts.group, []).append(i)
+        return out
+
+    def group_of(self, i: int) -> str:
+        parts = self.tag_parts[i]
+        return "(untagged)" if parts is None else parts.group
+
+    def group_outputs(self, group: str) -> list[int]:
+        """A group's outputs: its members used outside it (or the root). Their values are the
+        tensor's; the rest are the intermediate steps that computed them."""
+        members = self.groups[group]
+        member_set = set(members)
+        root = len(self.nodes) - 1
+        return [i for i in members if i == root or any(e.parent not in member_set for e in self.consumers[i])]
+
+    def depth(self) -> int:
+        """The longest path, in edges, from a leaf to the root."""
+        level = [0] * len(self.nodes)
+        for edge in self.edges:  # edges come parent by parent in topological order
+            if level[edge.child] + 1 > level[edge.parent]:
+                level[edge.parent] = level[edge.child] + 1
+        return level[-1] if level else 0
