@@ -70,7 +70,7 @@ def run_inspect(
     selection = select_or_explain(trace, pattern, op)
 
     name = tokenizer.token_name
-    context = "".join(name(t) if t != tokenizer.bos else "[BOS]" for t in spec.context)
+    context = " ".join(name(t) for t in spec.context)
     title = (
         f"{pattern}{f' --op {op}' if op else ''}: {len(selection)} of {len(trace)} nodes · "
         f"token {name(spec.token)} at pos {spec.pos} of {spec.word!r}"
