@@ -228,13 +228,9 @@ def invoke(*args: str) -> object:
     return runner.invoke(app, ["inspect", *args])
 
 
-def test_cli_inspect_attn_h0_as_typed(tmp_path: Path) -> None:
-    cwd = os.getcwd()
-    os.chdir(tmp_path)  # no model.json, no names.txt: the fresh reference model
-    try:
-        result = invoke("attn.h0")
-    finally:
-        os.chdir(cwd)
+def test_cli_inspect_attn_h0_as_typed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # no model.json, no names.txt: the fresh reference model
+    result = invoke("attn.h0")
     assert result.exit_code == 0, result.stderr
     assert "a fresh model (seed 42" in result.stderr
     assert result.stdout.startswith("attn.h0: 25 of ")
