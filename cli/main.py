@@ -154,6 +154,91 @@ def inspect(
     )
 
 
+@app.command()
+@user_errors
+def graph(
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", "-o", help="Output file; its extension picks the format: .svg .png .pdf .dot .gv .json .graphml."
+        ),
+    ] = Path("graph.svg"),
+    token: TokenOption = None,
+    pos: PosOption = None,
+    word: WordOption = None,
+    target: TargetOption = None,
+    checkpoint: CheckpointOption = None,
+    data: DataOption = None,
+    granularity: GranularityOption = "fused",
+    level: Annotated[
+        str, typer.Option(help="block, tensor (a node per tagged vector or matrix) or scalar.")
+    ] = "tensor",
+    focus: Annotated[
+        str | None, typer.Option(help="Draw only nodes whose tag matches this pattern (e.g. attn.h0), plus --hops.")
+    ] = None,
+    hops: Annotated[int, typer.Option(help="Neighbours of the focus to draw, collapsed.")] = 1,
+    edge_grads: Annotated[
+        bool, typer.Option("--edge-grads", help="Scalar level: the local derivative on each edge.")
+    ] = False,
+    rankdir: Annotated[str, typer.Option(help="Direction of the drawing: TB, BT, LR or RL.")] = "TB",
+    layout_program: Annotated[
+        str | None, typer.Option(help="Program laying out SVG/PNG/PDF (default: dot on PATH, else graphviz-pure).")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Draw a large scalar graph without asking.")] = False,
+    expand_context: Annotated[
+        bool, typer.Option("--expand-context", help="Draw the earlier positions (the KV cache) in full, not collapsed.")
+    ] = False,
+) -> None:
+    """Draw the computation graph of one token (or, with --word and no --pos, of a whole word)."""
+    from cli.graph_cmd import graph_command
+
+    graph_command(
+        out=out,
+        checkpoint=checkpoint,
+        data=data,
+        word=word,
+        pos=pos,
+        token=token,
+        target=target,
+        granularity=granularity,
+        level=level,
+        focus=focus,
+        hops=hops,
+        edge_grads=edge_grads,
+        rankdir=rankdir,
+        layout_program=layout_program,
+        force=force,
+        expand_context=expand_context,
+    )
+
+
+@app.command()
+@user_errors
+def stats(
+    token: TokenOption = None,
+    pos: PosOption = None,
+    word: WordOption = None,
+    target: TargetOption = None,
+    checkpoint: CheckpointOption = None,
+    data: DataOption = None,
+    granularity: GranularityOption = "fused",
+    top: Annotated[int, typer.Option(help="Rows of the per-group table (largest groups first).")] = 25,
+) -> None:
+    """Count the graph of one token (or a whole word): nodes and edges per op and per tag group, depth, fan-in/out."""
+    from cli.graph_cmd import stats_command
+
+    stats_command(
+        checkpoint=checkpoint,
+        data=data,
+        word=word,
+        pos=pos,
+        token=token,
+        target=target,
+        granularity=granularity,
+        top=top,
+    )
+
+
 def run() -> None:
     app()
 

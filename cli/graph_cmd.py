@@ -1,0 +1,343 @@
+"""``mgx graph`` and ``mgx stats``: the DAG of one token (or one word) drawn or counted.
+
+The output's extension picks the format: ``.dot``/``.gv`` are written by the project;
+``.svg``/``.png``/``.pdf`` run a layout program on the DOT source (the system ``dot`` when
+on PATH, else ``graphviz-pure``, which pip installs with this package, or the one given
+with ``--layout-program``); ``.json`` (node-link) and ``.graphml`` come from networkx.
+Every file is written through a temporary file and a rename.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from cli.output import console, fail, info
+from microgpt.errors import MicrogptError
+
+DOT_FORMATS = (".dot", ".gv")
+LAYOUT_FORMATS = (".svg", ".png", ".pdf")
+NX_FORMATS = (".json", ".graphml")
+FORMATS = DOT_FORMATS + LAYOUT_FORMATS + NX_FORMATS
+LAYOUT_PROGRAMS = ("dot", "graphviz-pure")
+# What each known program cannot write (graphviz-pure has no PDF renderer).
+UNSUPPORTED = {"graphviz-pure": {"pdf"}}
+# Scalar drawings past this many nodes ask first: graphviz-pure lays out about 1,800 nodes
+# a second on the full scalar graph of one token (4,000 nodes in 2.2 s; README, "mgx graph").
+SCALAR_CONFIRM_NODES = 2000
+SECONDS_PER_NODE = {"graphviz-pure": 0.00055, "dot": 0.008}
+
+
+@dataclass
+class Built:
+    trace: object  # viz.trace.Trace
+    title: str
+    pos: int | None  # the token's position; None for a whole word
+    param_total: int = 0  # the model's parameters, reached or not
+
+
+def build(
+    *,
+    checkpoint: Path | None,
+    data: Path | None,
+    word: str | None,
+    pos: int | None,
+    token: str | None,
+    target: str | None,
+    granularity: str,
+) -> Built:
+    """The graph asked for: one token's (default), or a whole word's with --word and no --pos."""
+    from cli.common import load_model
+    from microgpt.graph import resolve_token, token_graph, word_graph
+    from microgpt.model import GRANULARITIES
+    from viz.dot import describe
+    from viz.trace import Trace
+
+    if granularity not in GRANULARITIES:
+        fail(f"--granularity must be atomic or fused, got {granularity!r}")
+    loaded = load_model(checkpoint, data)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    if word is not None and pos is None and token is None and target is None:
+        tokens = tokenizer.document_tokens(word)
+        root = word_graph(model, tokens, granularity=granularity)
+        n = min(model.config.block_size, len(tokens) - 1)
+        title = (
+            f"microgpt-x · {loaded.description} · word {word!r}: {n} positions to the mean loss"
+            f" · loss {root.data:.4f} · {granularity}"
+        )
+        return Built(Trace(root), title, None, len(model.params))
+    spec = resolve_token(tokenizer, model.config.block_size, word=word, pos=pos, token=token, target=target)
+    graph = token_graph(model, spec, granularity=granularity)
+    return Built(Trace(graph.root), describe(graph, tokenizer, loaded.description), spec.pos, len(model.params))
+
+
+def write_atomic_bytes(path: Path, payload: bytes) -> None:
+    """Write through a temporary file beside ``path`` and a rename: never half a file."""
+    directory = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise MicrogptError(f"cannot write {path}: it is a directory; give a file name such as {path / 'graph.svg'}")
+    if not directory.is_dir():
+        raise MicrogptError(f"cannot write {path}: directory {directory} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as e:
+        raise MicrogptError(f"cannot write {path}: {e.strerror}; choose a writable path") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a drawing is an ordinary file
+        os.replace(tmp, path)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise MicrogptError(f"cannot write {path}: {e.strerror}; choose a writable path") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def find_layout_program(name: str | None) -> str | None:
+    """The program to lay out DOT: ``name`` if given (an error when missing), else ``dot`` on
+    PATH, else ``graphviz-pure`` (on PATH or beside this Python); None when there is none."""
+
+    def locate(candidate: str) -> str | None:
+        found = shutil.which(candidate)
+        if found:
+            return found
+        beside = Path(sys.executable).parent / candidate
+        if beside.is_file() and os.access(beside, os.X_OK):
+            return str(beside)
+        return None
+
+    if name is not None:
+        found = locate(name) or (name if Path(name).is_file() and os.access(name, os.X_OK) else None)
+        if found is None:
+            raise MicrogptError(
+                f"layout program {name!r} not found: pass dot (apt-get install graphviz) or graphviz-pure "
+                "(pip install graphviz-pure), or write a .dot file"
+            )
+        return found
+    for candidate in LAYOUT_PROGRAMS:
+        found = locate(candidate)
+        if found:
+            return found
+    return None
+
+
+def layout(program: str, source: str, fmt: str) -> bytes:
+    """Run ``program -T<fmt>`` on the DOT source; a clear error when it cannot write ``fmt``."""
+    short = Path(program).name
+    if fmt in UNSUPPORTED.get(short, set()):
+        raise MicrogptError(
+            f"{short} cannot write .{fmt}: write .svg or .png, or install system Graphviz "
+            "(apt-get install graphviz) and pass --layout-program dot"
+        )
+    try:
+        result = subprocess.run([program, f"-T{fmt}"], input=source.encode("utf-8"), capture_output=True, check=False)
+    except OSError as e:
+        raise MicrogptError(f"could not run the layout program {program}: {e.strerror}") from None
+    if result.returncode != 0 or not result.stdout:
+        stderr = result.stderr.decode("utf-8", "replace")
+        if "not recognized" in stderr:
+            raise MicrogptError(f"{short} cannot write .{fmt}: write .svg or .png, or pass --layout-program dot")
+        last = [line for line in stderr.splitlines() if line.strip()][-1:] or ["no output"]
+        raise MicrogptError(f"{short} failed on the graph ({last[0].strip()}): write .dot and inspect it")
+    return result.stdout
+
+
+def graph_command(
+    *,
+    out: Path,
+    checkpoint: Path | None,
+    data: Path | None,
+    word: str | None,
+    pos: int | None,
+    token: str | None,
+    target: str | None,
+    granularity: str,
+    level: str,
+    focus: str | None,
+    hops: int,
+    edge_grads: bool,
+    rankdir: str,
+    layout_program: str | None,
+    force: bool,
+    expand_context: bool,
+) -> None:
+    from viz.dot import LEVELS, RANKDIRS
+
+    suffix = out.suffix.lower()
+    if suffix not in FORMATS:
+        fail(f"unknown output extension {out.suffix or '(none)'!r} for {out}: use one of {', '.join(FORMATS)}")
+    if level not in LEVELS:
+        fail(f"--level must be block, tensor or scalar, got {level!r}")
+    if rankdir.upper() not in RANKDIRS:
+        fail(f"--rankdir must be TB, BT, LR or RL, got {rankdir!r}")
+    if hops < 0:
+        fail(f"--hops must be 0 or more, got {hops}")
+    _check_writable(out)
+    program = find_layout_program(layout_program) if suffix in LAYOUT_FORMATS else None
+    if program is not None and suffix[1:] in UNSUPPORTED.get(Path(program).name, set()):
+        layout(program, "", suffix[1:])  # says which formats to use instead, before any work
+    if layout_program is not None and suffix not in LAYOUT_FORMATS:
+        info(f"--layout-program is not used for {suffix} files")
+
+    built = build(
+        checkpoint=checkpoint, data=data, word=word, pos=pos, token=token, target=target, granularity=granularity
+    )
+    trace = built.trace
+
+    if suffix in NX_FORMATS:
+        payload = _networkx_bytes(trace, suffix)
+        write_atomic_bytes(out, payload)
+        info(f"wrote {out}: {len(trace):,} nodes, {len(trace.edges):,} edges (networkx {suffix[1:]})")
+        return
+
+    from viz.dot import to_dot
+
+    dot = to_dot(
+        trace,
+        level=level,
+        focus=focus,
+        hops=hops,
+        edge_grads=edge_grads,
+        title=built.title,
+        rankdir=rankdir.upper(),
+        pos=built.pos,
+        expand_context=expand_context,
+    )
+    source = dot.source
+    drawn = len(trace)  # nodes of a scalar drawing without --focus, near enough
+    if level == "scalar" and focus is None and drawn > SCALAR_CONFIRM_NODES and suffix in LAYOUT_FORMATS and not force:
+        per_node = SECONDS_PER_NODE.get(Path(program).name if program else "graphviz-pure", 0.001)
+        estimate = max(1, round(drawn * per_node))
+        question = (
+            f"the scalar graph has about {drawn:,} nodes; laying it out takes roughly {estimate} s"
+            f"{' with ' + Path(program).name if program else ''} and the picture is hard to read"
+        )
+        if not sys.stdin.isatty():
+            fail(f"{question}: pass --force to draw it anyway, or --focus PATTERN (e.g. attn.h0) for a part")
+        import typer
+
+        if not typer.confirm(f"{question}. Draw it anyway?", default=False, err=True):
+            fail("not drawn: pass --focus PATTERN (e.g. attn.h0) for a readable part, or --level tensor")
+
+    if suffix in DOT_FORMATS:
+        write_atomic_bytes(out, source.encode("utf-8"))
+        info(f"wrote {out} ({level} level)")
+        return
+    if program is None:
+        fallback = out.with_suffix(".dot")
+        write_atomic_bytes(fallback, source.encode("utf-8"))
+        info(
+            f"no layout program found: wrote {fallback} instead; for {suffix[1:].upper()} run "
+            f"`pip install graphviz-pure` (or `apt-get install graphviz`) and then "
+            f"`graphviz-pure -T{suffix[1:]} {fallback} -o {out}`"
+        )
+        return
+    payload = layout(program, source, suffix[1:])
+    write_atomic_bytes(out, payload)
+    info(f"wrote {out} ({level} level, laid out by {Path(program).name})")
+
+
+def _check_writable(out: Path) -> None:
+    directory = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        fail(f"cannot write {out}: it is a directory; give a file name such as {out / 'graph.svg'}")
+    if not directory.is_dir():
+        fail(f"cannot write {out}: directory {directory} does not exist")
+    if not os.access(directory, os.W_OK):
+        fail(f"cannot write {out}: directory {directory} is not writable; choose another -o")
+
+
+def _networkx_bytes(trace, suffix: str) -> bytes:
+    import json
+
+    import networkx as nx
+
+    from viz.nx import to_networkx
+
+    graph = to_networkx(trace)
+    if suffix == ".json":
+        return (json.dumps(nx.node_link_data(graph, edges="edges"), indent=1) + "\n").encode("utf-8")
+    return ("\n".join(nx.generate_graphml(graph)) + "\n").encode("utf-8")
+
+
+def stats_command(
+    *,
+    checkpoint: Path | None,
+    data: Path | None,
+    word: str | None,
+    pos: int | None,
+    token: str | None,
+    target: str | None,
+    granularity: str,
+    top: int,
+) -> None:
+    from collections import Counter
+
+    from rich.table import Table
+
+    if top < 1:
+        fail(f"--top must be at least 1, got {top}")
+    built = build(
+        checkpoint=checkpoint, data=data, word=word, pos=pos, token=token, target=target, granularity=granularity
+    )
+    trace = built.trace
+    edges = trace.edges
+    nodes = trace.nodes
+
+    console.print(built.title)
+    summary = Table(title="graph", show_header=False)
+    summary.add_column("what")
+    summary.add_column("value", justify="right")
+    params = [i for i, node in enumerate(nodes) if node.op.name == "param"]
+    ops = [i for i, node in enumerate(nodes) if node.children]
+    fan_in = max(range(len(nodes)), key=lambda i: (len(nodes[i].children), -i))
+    consumers = trace.consumers
+    fan_out = max(range(len(nodes)), key=lambda i: (len(consumers[i]), -i))
+    summary.add_row("nodes", f"{len(nodes):,}")
+    summary.add_row("  ops (nodes with inputs)", f"{len(ops):,}")
+    summary.add_row("  leaves", f"{len(nodes) - len(ops):,}")
+    summary.add_row("  parameters reached", f"{len(params):,} of {built.param_total:,}")
+    summary.add_row("edges", f"{len(edges):,}")
+    summary.add_row("depth (longest path, edges)", f"{trace.depth():,}")
+    summary.add_row("tag groups", f"{len(trace.groups):,}")
+    summary.add_row("largest fan-in", f"{len(nodes[fan_in].children)}  {trace.ids[fan_in]}")
+    summary.add_row("largest fan-out", f"{len(consumers[fan_out])}  {trace.ids[fan_out]}")
+    console.print(summary)
+
+    per_op = Counter(node.op.name for node in nodes)
+    edges_in = Counter(nodes[e.parent].op.name for e in edges)
+    table = Table(title="per op")
+    table.add_column("op")
+    table.add_column("nodes", justify="right")
+    table.add_column("edges in", justify="right")
+    for name, n in sorted(per_op.items(), key=lambda kv: (-kv[1], kv[0])):
+        table.add_row(name, f"{n:,}", f"{edges_in.get(name, 0):,}")
+    console.print(table)
+
+    group_edges: Counter[str] = Counter()
+    for e in edges:
+        group_edges[trace.group_of(e.parent)] += 1
+    groups = sorted(trace.groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
+    table = Table(title=f"per tag group (largest {min(top, len(groups))} of {len(groups)})")
+    table.add_column("group")
+    table.add_column("nodes", justify="right")
+    table.add_column("edges in", justify="right")
+    table.add_column("ops")
+    for name, members in groups[:top]:
+        op_counts = Counter(nodes[i].op.name for i in members)
+        table.add_row(
+            name,
+            f"{len(members):,}",
+            f"{group_edges.get(name, 0):,}",
+            " ".join(f"{op}×{n}" for op, n in sorted(op_counts.items())),
+        )
+    console.print(table)
