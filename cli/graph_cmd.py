@@ -27,10 +27,11 @@ FORMATS = DOT_FORMATS + LAYOUT_FORMATS + NX_FORMATS
 LAYOUT_PROGRAMS = ("dot", "graphviz-pure")
 # What each known program cannot write (graphviz-pure has no PDF renderer).
 UNSUPPORTED = {"graphviz-pure": {"pdf"}}
-# Scalar drawings past this many nodes ask first: graphviz-pure lays out about 1,800 nodes
-# a second on the full scalar graph of one token (4,000 nodes in 2.2 s; README, "mgx graph").
+# Scalar drawings past this many nodes ask first. graphviz-pure's layout time grows about as
+# the square of the nodes: 4,024 nodes (fused) in 2.2 s, 11,223 (atomic) in 13.8 s; Debian's
+# dot 2.43 is about 4 times slower (README, "mgx graph").
 SCALAR_CONFIRM_NODES = 2000
-SECONDS_PER_NODE = {"graphviz-pure": 0.00055, "dot": 0.008}
+SECONDS_PER_NODE_SQUARED = {"graphviz-pure": 1.2e-7, "dot": 5e-7}
 
 
 @dataclass
@@ -215,8 +216,8 @@ def graph_command(
     source = dot.source
     drawn = len(trace)  # nodes of a scalar drawing without --focus, near enough
     if level == "scalar" and focus is None and drawn > SCALAR_CONFIRM_NODES and suffix in LAYOUT_FORMATS and not force:
-        per_node = SECONDS_PER_NODE.get(Path(program).name if program else "graphviz-pure", 0.001)
-        estimate = max(1, round(drawn * per_node))
+        factor = SECONDS_PER_NODE_SQUARED.get(Path(program).name if program else "graphviz-pure", 5e-7)
+        estimate = max(1, round(drawn * drawn * factor))
         question = (
             f"the scalar graph has about {drawn:,} nodes; laying it out takes roughly {estimate} s"
             f"{' with ' + Path(program).name if program else ''} and the picture is hard to read"

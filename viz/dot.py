@@ -78,12 +78,13 @@ def _token_position(trace: Trace) -> int | None:
     return None if parts is None else parts.pos
 
 
-def _base_keys(trace: Trace, level: str, pos: int | None, expand_context: bool) -> tuple[list[str], dict[str, _Display]]:
+def _base_keys(
+    trace: Trace, level: str, pos: int | None, expand_context: bool
+) -> tuple[list[str], dict[str, _Display]]:
     """The display node of every trace node at ``level``, before any focus."""
     keys: list[str] = []
     displays: dict[str, _Display] = {}
     cache: dict[int, tuple[str, str, tuple[str, ...]]] = {}
-    nodes = trace.nodes
     for i, parts in enumerate(trace.tag_parts):
         if parts is None:
             key, kind, clusters = ("(untagged)", "tensor", ())
@@ -114,7 +115,6 @@ def _base_keys(trace: Trace, level: str, pos: int | None, expand_context: bool) 
         if display is None:
             display = displays[key] = _Display(key, kind, clusters=clusters)
         display.members.append(i)
-    del nodes
     return keys, displays
 
 
@@ -204,8 +204,6 @@ def to_dot(
         name, attrs, fam = _node(trace, base_keys, display, level)
         families_seen.add(fam)
         tree.setdefault(display.clusters, []).append((name, attrs))
-        for c in display.clusters[:1]:
-            blocks_seen.add(style.block_kind(block_of(c)) if c != "context" else "context")
         for c in display.clusters:
             blocks_seen.add(style.block_kind(c) if c != "context" else "context")
     _emit_clusters(dot, tree)
@@ -399,7 +397,11 @@ def _legend(dot, families: set[str], blocks: set[str]) -> None:
         if block in blocks:
             name = f"legend/block/{block}"
             legend.node(
-                name, label=f"block: {block}", fillcolor="#ffffff", color=style.BLOCK_COLOUR[block], penwidth="2",
+                name,
+                label=f"block: {block}",
+                fillcolor="#ffffff",
+                color=style.BLOCK_COLOUR[block],
+                penwidth="2",
                 fontsize="9",
             )
             if previous:

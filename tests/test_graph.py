@@ -1,0 +1,255 @@
+"""``viz.dot``, ``viz.nx`` and the ``mgx graph`` / ``mgx stats`` commands: DOT snapshots at
+each level on a tiny fixed-seed model, the networkx attributes, every output format through
+the CLI, a real SVG render, every bad input, and byte-identical reruns.
+
+Snapshots live in tests/snapshots/; after an intended change, regenerate them with
+``UPDATE_SNAPSHOTS=1 pytest tests/test_graph.py`` and review the diff."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import networkx as nx
+import pytest
+from typer.testing import CliRunner
+
+import cli.graph_cmd as graph_cmd
+from cli.main import app
+from microgpt.data import Tokenizer
+from microgpt.errors import MicrogptError
+from microgpt.graph import resolve_token, token_graph
+from microgpt.model import GPT, GPTConfig
+from viz.dot import to_dot
+from viz.nx import to_networkx
+from viz.trace import Trace
+
+SNAPSHOTS = Path(__file__).parent / "snapshots"
+runner = CliRunner()
+
+
+def tiny_graph(pos: int = 1, granularity: str = "fused"):
+    tokenizer = Tokenizer("abc")
+    model = GPT.initialise(GPTConfig(vocab_size=4, n_layer=1, n_embd=4, n_head=2, block_size=4), random.Random(7))
+    spec = resolve_token(tokenizer, 4, word="abc", pos=pos)
+    return token_graph(model, spec, granularity=granularity)
+
+
+def check_snapshot(name: str, text: str) -> None:
+    path = SNAPSHOTS / name
+    if os.environ.get("UPDATE_SNAPSHOTS") or not path.exists():
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    assert text == path.read_text(encoding="utf-8"), f"{name} changed: rerun with UPDATE_SNAPSHOTS=1 and review"
+
+
+# -- DOT snapshots -----------------------------------------------------------------------
+@pytest.mark.parametrize("level", ["block", "tensor", "scalar"])
+def test_dot_source_at_each_level_matches_its_snapshot(level: str) -> None:
+    dot = to_dot(tiny_graph(), level=level, title="tiny · token 'b' at position 1")
+    check_snapshot(f"tiny_{level}.dot", dot.source)
+
+
+def test_focus_with_edge_grads_matches_its_snapshot() -> None:
+    dot = to_dot(tiny_graph(), level="scalar", focus="attn.h0", hops=1, edge_grads=True)
+    check_snapshot("tiny_scalar_focus_h0.dot", dot.source)
+
+
+def test_expanded_context_matches_its_snapshot() -> None:
+    dot = to_dot(tiny_graph(pos=2), level="tensor", expand_context=True)
+    check_snapshot("tiny_tensor_expanded_context.dot", dot.source)
+
+
+def test_the_same_graph_gives_the_same_source_twice() -> None:
+    assert to_dot(tiny_graph(), level="scalar").source == to_dot(tiny_graph(), level="scalar").source
+
+
+def test_tensor_nodes_show_shape_op_and_statistics() -> None:
+    graph = tiny_graph(pos=0)
+    source = to_dot(graph).source
+    assert '"layer0.attn.h0.q@pos0"' in source
+    assert "layer0.attn.h0.q@pos0\\n[2] · dot\\ndata " in source
+    assert "layer0.attn.wq\\n4×4 · param" in source
+    assert f"loss@pos0\\nscalar · neg\\ndata {graph.root.data:.4g}\\ngrad 1" in source
+
+
+def test_context_is_collapsed_unless_expanded() -> None:
+    graph = tiny_graph(pos=2)
+    collapsed = to_dot(graph).source
+    assert '"context@pos0"' in collapsed and '"context@pos1"' in collapsed
+    assert '"layer0.attn.h0.k@pos0"' not in collapsed
+    expanded = to_dot(graph, expand_context=True).source
+    assert '"context@pos0"' not in expanded and '"layer0.attn.h0.k@pos0"' in expanded
+
+
+def test_block_level_has_one_node_per_block_and_parameters_in_their_block() -> None:
+    source = to_dot(tiny_graph(pos=0), level="block").source
+    for node in ('"embed@pos0"', '"layer0.attn@pos0"', '"layer0.mlp@pos0"', '"lm_head@pos0"', '"loss@pos0"'):
+        assert node in source
+    attn = source.split('subgraph "cluster_layer0.attn"')[1].split("}")[0]
+    assert '"layer0.attn/params"' in attn
+
+
+def test_focus_keeps_matches_and_collapses_neighbours() -> None:
+    source = to_dot(tiny_graph(pos=0), level="scalar", focus="attn.h0.q").source
+    assert '"layer0.attn.h0.q[0]@pos0"' in source
+    assert '"hop/layer0.attn.wq"' in source and '"hop/layer0.attn.norm@pos0"' in source
+    assert "layer0.mlp" not in source
+
+
+def test_focus_matching_nothing_suggests_near_names() -> None:
+    with pytest.raises(MicrogptError, match=r"did you mean attn\.h0"):
+        to_dot(tiny_graph(), focus="atn.h0")
+
+
+def test_no_three_digit_colours() -> None:
+    import re
+
+    source = to_dot(tiny_graph(), level="scalar").source
+    assert not re.search(r'"#[0-9a-fA-F]{3}"', source)
+
+
+# -- networkx ------------------------------------------------------------------------------
+def test_networkx_nodes_and_edges_carry_the_values() -> None:
+    graph = tiny_graph(pos=0)
+    trace = Trace(graph.root)
+    g = to_networkx(trace)
+    assert g.number_of_nodes() == len(trace)
+    root = g.nodes[trace.ids[-1]]
+    assert (root["op"], root["tag"], root["data"], root["grad"]) == ("neg", "loss@pos0", graph.root.data, 1.0)
+    # every multi-edge (dot(x, x) in RMSNorm) is one edge whose local_grad sums the slots
+    for e in trace.edges:
+        data = g.edges[trace.ids[e.child], trace.ids[e.parent]]
+        assert data["count"] >= 1
+    assert sum(d["count"] for _, _, d in g.edges(data=True)) == len(trace.edges)
+    doubled = [d for _, _, d in g.edges(data=True) if d["count"] == 2]
+    assert doubled, "RMSNorm's dot(x, x) should give edges used twice"
+    back = nx.node_link_graph(json.loads(json.dumps(nx.node_link_data(g, edges="edges"))), edges="edges")
+    assert dict(back.nodes(data=True)) == dict(g.nodes(data=True))
+
+
+def test_networkx_graph_is_a_dag_whose_longest_path_is_the_trace_depth() -> None:
+    trace = Trace(tiny_graph().root)
+    g = to_networkx(trace)
+    assert nx.is_directed_acyclic_graph(g)
+    assert nx.dag_longest_path_length(g) == trace.depth()
+
+
+# -- the CLI ---------------------------------------------------------------------------------
+@pytest.fixture
+def here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def mgx(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_the_users_example_writes_an_svg(here: Path) -> None:
+    result = mgx("graph", "--token", "a", "--pos", "0", "-o", "graph.svg")
+    assert result.exit_code == 0, result.output
+    root = ET.parse(here / "graph.svg").getroot()
+    assert root.tag.endswith("svg")
+    text = " ".join(t for t in root.itertext())
+    assert "layer0.attn.h0.q@pos0" in text and "loss@pos0" in text
+    assert "token 'a' at position 0" in text
+    assert "data " in text and "grad " in text
+
+
+@pytest.mark.parametrize("ext", [".dot", ".gv", ".svg", ".png", ".json", ".graphml"])
+def test_each_format_is_written(here: Path, ext: str) -> None:
+    result = mgx("graph", "--level", "block", "-o", f"out{ext}")
+    assert result.exit_code == 0, result.output
+    payload = (here / f"out{ext}").read_bytes()
+    if ext in (".dot", ".gv"):
+        assert payload.startswith(b"digraph microgpt {")
+    elif ext == ".png":
+        assert payload.startswith(b"\x89PNG")
+    elif ext == ".json":
+        assert {"nodes", "edges"} <= set(json.loads(payload))
+    else:
+        ET.fromstring(payload)
+    assert not [p for p in here.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_graphml_round_trips_through_networkx(here: Path) -> None:
+    assert mgx("graph", "-o", "g.graphml").exit_code == 0
+    g = nx.read_graphml(here / "g.graphml")
+    node = next(d for _, d in g.nodes(data=True) if d["grad"] == 1.0 and d["tag"] == "loss@pos0")
+    assert node["op"] == "neg" and node["grad"] == 1.0 and math.isfinite(node["data"])
+
+
+def test_scalar_focus_with_edge_grads_renders(here: Path) -> None:
+    result = mgx("graph", "--level", "scalar", "--focus", "attn.h0", "--pos", "2", "--edge-grads", "-o", "h0.svg")
+    assert result.exit_code == 0, result.output
+    text = " ".join(ET.parse(here / "h0.svg").getroot().itertext())
+    assert "layer0.attn.h0.weights[0]@pos2" in text and "context@pos0" in text
+
+
+def test_a_whole_word_at_block_level(here: Path) -> None:
+    result = mgx("graph", "--word", "emma", "--level", "block", "-o", "w.dot")
+    assert result.exit_code == 0, result.output
+    source = (here / "w.dot").read_text()
+    assert '"layer0.attn@pos4"' in source and "word 'emma'" in source and "context" not in source
+
+
+def test_two_runs_are_byte_identical(here: Path) -> None:
+    for name in ("a", "b"):
+        assert mgx("graph", "--pos", "2", "-o", f"{name}.dot").exit_code == 0
+        assert mgx("graph", "--pos", "2", "-o", f"{name}.svg").exit_code == 0
+    assert (here / "a.dot").read_bytes() == (here / "b.dot").read_bytes()
+    assert (here / "a.svg").read_bytes() == (here / "b.svg").read_bytes()
+
+
+def test_stats_prints_counts(here: Path) -> None:
+    result = mgx("stats", "--token", "a", "--pos", "0", "--top", "3")
+    assert result.exit_code == 0, result.output
+    for words in ("nodes", "4,024", "edges", "7,589", "depth", "per op", "param", "per tag group", "largest fan-in"):
+        assert words in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--token", "zz"], "not in the vocabulary"),
+        (["--pos", "16"], "outside the context"),
+        (["--focus", "atn.h0"], "did you mean attn.h0"),
+        (["--level", "huge"], "--level must be"),
+        (["--rankdir", "up"], "--rankdir must be"),
+        (["-o", "graph.txt"], "unknown output extension"),
+        (["-o", "missing/graph.svg"], "does not exist"),
+        (["-o", "adir.svg"], "is a directory"),
+        (["-o", "graph.pdf"], "cannot write .pdf"),
+        (["--layout-program", "no-such-layout-program", "-o", "g.svg"], "not found"),
+        (["--level", "scalar", "-o", "g.svg"], "--force"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_1(here: Path, args: list[str], message: str) -> None:
+    if "graph.pdf" in args and graph_cmd.find_layout_program(None).endswith("/dot"):
+        pytest.skip("system dot writes PDF")
+    (here / "adir.svg").mkdir()
+    result = mgx("graph", *args)
+    assert result.exit_code == 1, result.output
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    assert not [p for p in here.iterdir() if p.is_file() and p.suffix in (".svg", ".txt", ".pdf", ".tmp")]
+
+
+def test_without_a_layout_program_the_dot_is_written_with_a_hint(here: Path, monkeypatch) -> None:
+    monkeypatch.setattr(graph_cmd, "LAYOUT_PROGRAMS", ("no-such-layout-program",))
+    result = mgx("graph", "-o", "graph.svg")
+    assert result.exit_code == 0, result.output
+    assert (here / "graph.dot").read_text().startswith("digraph")
+    assert not (here / "graph.svg").exists()
+    assert "pip install graphviz-pure" in result.stderr
+
+
+def test_scalar_over_the_threshold_draws_with_force(here: Path, monkeypatch) -> None:
+    monkeypatch.setattr(graph_cmd, "SCALAR_CONFIRM_NODES", 10)
+    result = mgx("graph", "--level", "scalar", "--force", "-o", "s.dot")
+    assert result.exit_code == 0, result.output
