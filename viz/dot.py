@@ -315,7 +315,7 @@ def _node(trace: Trace, keys: list[str], display: _Display, level: str) -> tuple
     elif kind == "neighbour":
         fam = "mixed"
         group = display.key.removeprefix("hop/")
-        label = f"⋯ {group}\n({len(members)} nodes, collapsed)"
+        label = f"{group}\n({len(members)} nodes, collapsed)"
         attrs.update(
             fillcolor=style.NEIGHBOUR_FILL, color=style.NEIGHBOUR_BORDER, style="rounded,dashed,filled", fontsize="9"
         )
