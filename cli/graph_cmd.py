@@ -13,12 +13,12 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from cli.output import console, fail, info
 from microgpt.errors import MicrogptError
+from microgpt.files import write_atomic
 
 DOT_FORMATS = (".dot", ".gv")
 LAYOUT_FORMATS = (".svg", ".png", ".pdf")
@@ -75,32 +75,6 @@ def build(
     spec = resolve_token(tokenizer, model.config.block_size, word=word, pos=pos, token=token, target=target)
     graph = token_graph(model, spec, granularity=granularity)
     return Built(Trace(graph.root), describe(graph, tokenizer, loaded.description), spec.pos, len(model.params))
-
-
-def write_atomic_bytes(path: Path, payload: bytes) -> None:
-    """Write through a temporary file beside ``path`` and a rename: never half a file."""
-    directory = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise MicrogptError(f"cannot write {path}: it is a directory; give a file name such as {path / 'graph.svg'}")
-    if not directory.is_dir():
-        raise MicrogptError(f"cannot write {path}: directory {directory} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as e:
-        raise MicrogptError(f"cannot write {path}: {e.strerror}; choose a writable path") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a drawing is an ordinary file
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise MicrogptError(f"cannot write {path}: {e.strerror}; choose a writable path") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def find_layout_program(name: str | None) -> str | None:
@@ -196,7 +170,7 @@ def graph_command(
 
     if suffix in NX_FORMATS:
         payload = _networkx_bytes(trace, suffix)
-        write_atomic_bytes(out, payload)
+        write_atomic(out, payload)
         info(f"wrote {out}: {len(trace):,} nodes, {len(trace.edges):,} edges (networkx {suffix[1:]})")
         return
 
@@ -230,12 +204,12 @@ def graph_command(
             fail("not drawn: pass --focus PATTERN (e.g. attn.h0) for a readable part, or --level tensor")
 
     if suffix in DOT_FORMATS:
-        write_atomic_bytes(out, source.encode("utf-8"))
+        write_atomic(out, source.encode("utf-8"))
         info(f"wrote {out} ({level} level)")
         return
     if program is None:
         fallback = out.with_suffix(".dot")
-        write_atomic_bytes(fallback, source.encode("utf-8"))
+        write_atomic(fallback, source.encode("utf-8"))
         info(
             f"no layout program found: wrote {fallback} instead; for {suffix[1:].upper()} run "
             f"`pip install graphviz-pure` (or `apt-get install graphviz`) and then "
@@ -243,7 +217,7 @@ def graph_command(
         )
         return
     payload = layout(program, source, suffix[1:])
-    write_atomic_bytes(out, payload)
+    write_atomic(out, payload)
     info(f"wrote {out} ({level} level, laid out by {Path(program).name})")
 
 

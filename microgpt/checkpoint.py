@@ -17,15 +17,14 @@ is wrong.
 from __future__ import annotations
 
 import json
-import os
 import random
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from microgpt.data import Tokenizer
 from microgpt.errors import MicrogptError
+from microgpt.files import write_atomic
 from microgpt.model import GPT, GPTConfig, weight_shapes
 from microgpt.train import AdamConfig, TrainState
 
@@ -83,27 +82,6 @@ def save(ckpt: Checkpoint, path: str | Path) -> None:
     path = Path(path)
     text = json.dumps(to_json(ckpt), separators=(",", ":"))
     write_atomic(path, text)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename; never half a file."""
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise MicrogptError(f"cannot write {path}: directory {directory} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    except OSError as e:
-        raise MicrogptError(f"cannot write {path}: {e.strerror}; choose a writable path") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise MicrogptError(f"cannot write {path}: {e.strerror}; choose a writable path") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load(path: str | Path) -> Checkpoint:
