@@ -28,7 +28,7 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 def user_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn the package's MicrogptError (and OS errors on files) into a one-line message and exit 1."""
+    """Turn the package's MicrogptError into a one-line message and exit 1; Ctrl-C into exit 130."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
