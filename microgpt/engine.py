@@ -126,11 +126,11 @@ class Value:
 
     # -- primitive ops: forward value, then the local derivative of each input -----------
     def __add__(self, other: Value | Number) -> Value:
-        other = other if isinstance(other, Value) else Value(other, op=CONST)
+        other = other if isinstance(other, Value) else Value(other, (), (), CONST)
         return Value(self.data + other.data, (self, other), (1, 1), ADD)
 
     def __mul__(self, other: Value | Number) -> Value:
-        other = other if isinstance(other, Value) else Value(other, op=CONST)
+        other = other if isinstance(other, Value) else Value(other, (), (), CONST)
         return Value(self.data * other.data, (self, other), (other.data, self.data), MUL)
 
     def __pow__(self, exponent: Number) -> Value:

@@ -35,9 +35,19 @@ _pos: int | None = None
 _enabled = True
 
 
+# Every tag string is built once per (path, index, position) and then reused, so the
+# thousands of tags of each training step cost a dictionary lookup, not an f-string.
+_tags: dict[tuple[str, str, int | None], str] = {}
+_element_tags: dict[tuple[str, int | None, int], tuple[str, ...]] = {}
+
+
 def _compose(path: str, index: str = "") -> str:
-    position = "" if _pos is None else f"@pos{_pos}"
-    return sys.intern(f"{path}{index}{position}")
+    key = (path, index, _pos)
+    tag = _tags.get(key)
+    if tag is None:
+        position = "" if _pos is None else f"@pos{_pos}"
+        tag = _tags[key] = sys.intern(f"{path}{index}{position}")
+    return tag
 
 
 def _refresh() -> None:
@@ -90,8 +100,12 @@ def root_scope() -> Iterator[None]:
 def label(values: Sequence[T]) -> Sequence[T]:
     """Tag ``values`` as the elements of the current scope: ``path[i]@posN``; returns them."""
     if _enabled:
-        for i, v in enumerate(values):
-            v._tag = _compose(_path, f"[{i}]")  # type: ignore[attr-defined]
+        key = (_path, _pos, len(values))
+        tags = _element_tags.get(key)
+        if tags is None:
+            tags = _element_tags[key] = tuple(_compose(_path, f"[{i}]") for i in range(len(values)))
+        for v, tag in zip(values, tags):
+            v._tag = tag  # type: ignore[attr-defined]
     return values
 
 
