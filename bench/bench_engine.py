@@ -73,8 +73,9 @@ def graph_size(root) -> tuple[int, int]:
 class Variant:
     """One thing to time: ``build()`` returns a loss; ``run()`` times build + backward."""
 
-    def __init__(self, name: str, build: Callable[[], object], zero: Callable[[], None], pause_gc: bool,
-                 tagging: bool = True) -> None:
+    def __init__(
+        self, name: str, build: Callable[[], object], zero: Callable[[], None], pause_gc: bool, tagging: bool = True
+    ) -> None:
         self.name, self.build, self.zero, self.pause_gc, self.tagging = name, build, zero, pause_gc, tagging
         self.times: list[float] = []
 
@@ -164,8 +165,10 @@ def deep_case() -> None:
     rng = random.Random(42)
     model = GPT.initialise(config, rng)
     tokens = [26] + [rng.randrange(26) for _ in range(63)] + [26]  # BOS, 63 random letters, BOS
-    print(f"\nDeep graph: {config.n_layer} layers, n_embd {config.n_embd}, {config.n_head} heads, "
-          f"block_size {config.block_size}, a 63-letter document, atomic")
+    print(
+        f"\nDeep graph: {config.n_layer} layers, n_embd {config.n_embd}, {config.n_head} heads, "
+        f"block_size {config.block_size}, a 63-letter document, atomic"
+    )
     with gc_paused():  # also while counting and freeing: GC passes over ~10⁸ objects take minutes
         start = time.perf_counter()
         loss = model.document_loss(tokens, "atomic")
@@ -177,10 +180,14 @@ def deep_case() -> None:
         del loss
         freed = time.perf_counter()
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    print(f"  forward {built - start:.1f} s + backward {done - built:.1f} s = {done - start:.1f} s, "
-          f"{nodes:,} nodes, no RecursionError")
-    print(f"  (then counting the nodes {counted - done:.1f} s, freeing the graph {freed - counted:.1f} s; "
-          f"peak RSS {peak_gib:.1f} GiB)")
+    print(
+        f"  forward {built - start:.1f} s + backward {done - built:.1f} s = {done - start:.1f} s, "
+        f"{nodes:,} nodes, no RecursionError"
+    )
+    print(
+        f"  (then counting the nodes {counted - done:.1f} s, freeing the graph {freed - counted:.1f} s; "
+        f"peak RSS {peak_gib:.1f} GiB)"
+    )
 
 
 # -- main -----------------------------------------------------------------------------------
@@ -188,12 +195,16 @@ def deep_case() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", help=f"one document a line (default {DEFAULT_DATA} if it exists, "
-                        "else microgpt's data search)")
+    parser.add_argument(
+        "--data", help=f"one document a line (default {DEFAULT_DATA} if it exists, else microgpt's data search)"
+    )
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per variant; the median is reported")
     parser.add_argument("--quick", action="store_true", help="3 repeats, a smaller binary-node measurement")
-    parser.add_argument("--deep", action="store_true",
-                        help="also the deep atomic graph (4 layers, width 64, 63 positions): ~1.5 min, ~9 GB")
+    parser.add_argument(
+        "--deep",
+        action="store_true",
+        help="also the deep atomic graph (4 layers, width 64, 63 positions): ~1.5 min, ~9 GB",
+    )
     args = parser.parse_args(argv)
     repeats = 3 if args.quick else args.repeats
     if repeats < 1:
@@ -240,8 +251,10 @@ def main(argv: list[str] | None = None) -> None:
     }
 
     print(f"microgpt engine benchmark: Python {sys.version.split()[0]}, data {dataset.source}")
-    print(f"document {doc!r} ({len(tokens) - 1} positions), forward + backward, "
-          f"median of {repeats} runs, variants interleaved")
+    print(
+        f"document {doc!r} ({len(tokens) - 1} positions), forward + backward, "
+        f"median of {repeats} runs, variants interleaved"
+    )
 
     # Correctness first: the same loss and, in atomic, the same graph as the reference.
     ref_loss = ref.document_loss(doc)
@@ -269,18 +282,24 @@ def main(argv: list[str] | None = None) -> None:
     ref_time = variants["reference"].median
     ref_nodes, ref_edges = sizes["reference"]
 
-    print(f"\n{'variant':<22} {'median':>10} {'min':>10} {'speed-up':>9} {'nodes':>9} {'edges':>9} "
-          f"{'nodes/ref':>9} {'edges/ref':>9}")
+    print(
+        f"\n{'variant':<22} {'median':>10} {'min':>10} {'speed-up':>9} {'nodes':>9} {'edges':>9} "
+        f"{'nodes/ref':>9} {'edges/ref':>9}"
+    )
     for key, variant in variants.items():
         nodes, edges = sizes[key.split("_")[0]]
-        print(f"{variant.name:<22} {variant.median * 1e3:8.1f} ms {min(variant.times) * 1e3:7.1f} ms "
-              f"{ref_time / variant.median:8.2f}× {nodes:>9,} {edges:>9,} "
-              f"{nodes / ref_nodes:9.3f} {edges / ref_edges:9.3f}")
+        print(
+            f"{variant.name:<22} {variant.median * 1e3:8.1f} ms {min(variant.times) * 1e3:7.1f} ms "
+            f"{ref_time / variant.median:8.2f}× {nodes:>9,} {edges:>9,} "
+            f"{nodes / ref_nodes:9.3f} {edges / ref_edges:9.3f}"
+        )
     for key in ("atomic", "fused"):
         nodes, edges = sizes[key]
         t = variants[key].median
-        print(f"  {key}: {t / nodes * 1e9:,.0f} ns per node, {t / edges * 1e9:,.0f} ns per edge "
-              f"(reference {ref_time / ref_nodes * 1e9:,.0f} and {ref_time / ref_edges * 1e9:,.0f})")
+        print(
+            f"  {key}: {t / nodes * 1e9:,.0f} ns per node, {t / edges * 1e9:,.0f} ns per edge "
+            f"(reference {ref_time / ref_nodes * 1e9:,.0f} and {ref_time / ref_edges * 1e9:,.0f})"
+        )
     gc_gain = variants["atomic_gc"].median / variants["atomic"].median
     print(f"  pausing the GC: atomic {gc_gain:.2f}× faster than with the GC on")
 
@@ -289,8 +308,10 @@ def main(argv: list[str] | None = None) -> None:
         on, off = variants[key], variants[f"{key}_untagged"]
         ratio = statistics.median(a / b for a, b in zip(on.times, off.times))
         tag_overhead[key] = ratio - 1
-        print(f"  tagging, {key}: {on.median * 1e3:.1f} ms on, {off.median * 1e3:.1f} ms off; "
-              f"median ratio of the pairs {ratio:.3f} ({tag_overhead[key]:+.1%})")
+        print(
+            f"  tagging, {key}: {on.median * 1e3:.1f} ms on, {off.median * 1e3:.1f} ms off; "
+            f"median ratio of the pairs {ratio:.3f} ({tag_overhead[key]:+.1%})"
+        )
 
     # Memory: the graph as the forward pass builds it (grads not yet written).
     print("\nMemory (tracemalloc; the forward's graph, built while the previous one is alive;")
@@ -307,8 +328,10 @@ def main(argv: list[str] | None = None) -> None:
         order = topological_order(loss)
         new_nodes = sum(1 for v in order if id(v) not in params)
         edges = sum(len(v._children) for v in order)
-        print(f"  {name:<10} {size / 2**20:6.2f} MiB: {size / new_nodes:6.1f} bytes per node "
-              f"({new_nodes:,} made), {size / edges:6.1f} bytes per edge")
+        print(
+            f"  {name:<10} {size / 2**20:6.2f} MiB: {size / new_nodes:6.1f} bytes per node "
+            f"({new_nodes:,} made), {size / edges:6.1f} bytes per edge"
+        )
         del loss, order
 
     n = 20_000 if args.quick else 200_000
@@ -322,31 +345,51 @@ def main(argv: list[str] | None = None) -> None:
     add_bytes = bytes_per_node(lambda a, b: a + b, leaves_a, leaves_b, n)
     ref_mul_bytes = bytes_per_node(lambda a, b: a * b, ref_a, ref_b, n)
     ref_add_bytes = bytes_per_node(lambda a, b: a + b, ref_a, ref_b, n)
-    print(f"  binary nodes, {n:,} built from existing leaves: mul {mul_bytes:.1f} bytes "
-          f"({mul_bytes_tagged:.1f} inside a scope), add {add_bytes:.1f}; "
-          f"reference mul {ref_mul_bytes:.1f}, add {ref_add_bytes:.1f}")
+    print(
+        f"  binary nodes, {n:,} built from existing leaves: mul {mul_bytes:.1f} bytes "
+        f"({mul_bytes_tagged:.1f} inside a scope), add {add_bytes:.1f}; "
+        f"reference mul {ref_mul_bytes:.1f}, add {ref_add_bytes:.1f}"
+    )
 
     if args.deep:
         deep_case()
     else:
-        print("\nDeep graph (4 layers, width 64, 63 positions, ~28 M atomic nodes): skipped, "
-              "run with --deep (~1.5 min, ~9 GB)")
+        print(
+            "\nDeep graph (4 layers, width 64, 63 positions, ~28 M atomic nodes): skipped, "
+            "run with --deep (~1.5 min, ~9 GB)"
+        )
 
     rows = [
-        (f"fused forward+backward ≥ {FUSED_SPEEDUP_GOAL:g}× the reference (≤ {FUSED_SECONDS_GOAL * 1e3:g} ms)",
-         f"{ref_time / variants['fused'].median:.2f}×, {variants['fused'].median * 1e3:.1f} ms",
-         ref_time / variants["fused"].median >= FUSED_SPEEDUP_GOAL,
-         variants["fused"].median <= FUSED_SECONDS_GOAL),
-        (f"atomic forward+backward ≥ {ATOMIC_SPEEDUP_GOAL:g}× the reference (≤ {ATOMIC_SECONDS_GOAL:g} s)",
-         f"{ref_time / variants['atomic'].median:.2f}×, {variants['atomic'].median * 1e3:.1f} ms",
-         ref_time / variants["atomic"].median >= ATOMIC_SPEEDUP_GOAL,
-         variants["atomic"].median <= ATOMIC_SECONDS_GOAL),
-        (f"tagging overhead, fused < {TAGGING_OVERHEAD_GOAL:.0%}", f"{tag_overhead['fused']:+.1%}",
-         tag_overhead["fused"] < TAGGING_OVERHEAD_GOAL, None),
-        (f"tagging overhead, atomic < {TAGGING_OVERHEAD_GOAL:.0%}", f"{tag_overhead['atomic']:+.1%}",
-         tag_overhead["atomic"] < TAGGING_OVERHEAD_GOAL, None),
-        (f"≤ {BINARY_NODE_BYTES_GOAL} bytes per binary node, atomic", f"{mul_bytes:.1f} bytes",
-         mul_bytes <= BINARY_NODE_BYTES_GOAL, None),
+        (
+            f"fused forward+backward ≥ {FUSED_SPEEDUP_GOAL:g}× the reference (≤ {FUSED_SECONDS_GOAL * 1e3:g} ms)",
+            f"{ref_time / variants['fused'].median:.2f}×, {variants['fused'].median * 1e3:.1f} ms",
+            ref_time / variants["fused"].median >= FUSED_SPEEDUP_GOAL,
+            variants["fused"].median <= FUSED_SECONDS_GOAL,
+        ),
+        (
+            f"atomic forward+backward ≥ {ATOMIC_SPEEDUP_GOAL:g}× the reference (≤ {ATOMIC_SECONDS_GOAL:g} s)",
+            f"{ref_time / variants['atomic'].median:.2f}×, {variants['atomic'].median * 1e3:.1f} ms",
+            ref_time / variants["atomic"].median >= ATOMIC_SPEEDUP_GOAL,
+            variants["atomic"].median <= ATOMIC_SECONDS_GOAL,
+        ),
+        (
+            f"tagging overhead, fused < {TAGGING_OVERHEAD_GOAL:.0%}",
+            f"{tag_overhead['fused']:+.1%}",
+            tag_overhead["fused"] < TAGGING_OVERHEAD_GOAL,
+            None,
+        ),
+        (
+            f"tagging overhead, atomic < {TAGGING_OVERHEAD_GOAL:.0%}",
+            f"{tag_overhead['atomic']:+.1%}",
+            tag_overhead["atomic"] < TAGGING_OVERHEAD_GOAL,
+            None,
+        ),
+        (
+            f"≤ {BINARY_NODE_BYTES_GOAL} bytes per binary node, atomic",
+            f"{mul_bytes:.1f} bytes",
+            mul_bytes <= BINARY_NODE_BYTES_GOAL,
+            None,
+        ),
     ]
     print(f"\nGoals (judged on the ratio to the reference in this run; reference {ref_time * 1e3:.1f} ms)")
     for goal, measured, passed, absolute in rows:
