@@ -1,0 +1,108 @@
+"""``mgx inspect PATTERN``: the nodes a tag pattern selects, as a tree of data and grad.
+
+Builds the graph of one token (microgpt.graph: the word ``emma`` at position 0 unless told
+otherwise), selects nodes with the pattern language (viz.pattern) and prints the tree
+(viz.tree) or, with ``--json``, the same as JSON for scripts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cli.common import load_model
+from cli.output import console, fail
+
+SORT_CHOICES = ("order", "grad", "data", "id")
+
+
+def run_inspect(
+    *,
+    pattern: str,
+    op: str | None,
+    limit: int,
+    sort: str,
+    depth: int | None,
+    why: bool,
+    as_json: bool,
+    no_color: bool,
+    width: int | None,
+    checkpoint: Path | None,
+    data: Path | None,
+    word: str | None,
+    pos: int | None,
+    token: str | None,
+    target: str | None,
+    granularity: str,
+) -> None:
+    if sort not in SORT_CHOICES:
+        fail(f"--sort {sort!r} is not a sort: use one of {', '.join(SORT_CHOICES)}")
+    if limit < 0:
+        fail(f"--limit must be 0 (show all) or more, got {limit}")
+    if depth is not None and depth < 0:
+        fail(f"--depth must be 0 or more, got {depth}")
+    if width is not None and width < 40:
+        fail(f"--width must be at least 40 columns, got {width}")
+    if granularity not in ("atomic", "fused"):
+        fail(f"--granularity {granularity!r} is not a granularity: use atomic or fused")
+    if op is not None:
+        import difflib
+
+        from microgpt.engine import OPS
+
+        if op not in OPS:
+            near = difflib.get_close_matches(op, list(OPS), n=3, cutoff=0.5)
+            hint = f"did you mean {', '.join(near)}?" if near else f"use one of {', '.join(OPS)}"
+            fail(f"--op {op!r} is not an op: {hint}")
+
+    from viz.pattern import Pattern
+
+    Pattern.parse(pattern)  # a malformed pattern fails before the model loads
+
+    from microgpt.graph import resolve_token, token_graph
+    from viz.pattern import select_or_explain
+    from viz.trace import Trace
+
+    loaded = load_model(checkpoint, data)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    spec = resolve_token(tokenizer, model.config.block_size, word=word, pos=pos, token=token, target=target)
+    graph = token_graph(model, spec, granularity=granularity)
+    trace = Trace(graph.root)
+    selection = select_or_explain(trace, pattern, op)
+
+    name = tokenizer.token_name
+    context = " ".join(name(t) for t in spec.context)
+    title = (
+        f"{pattern}{f' --op {op}' if op else ''}: {len(selection)} of {len(trace)} nodes · "
+        f"token {name(spec.token)} at pos {spec.pos} of {spec.word!r}"
+        f"{f' after {context}' if context else ''} → target {name(spec.target)} · "
+        f"loss {graph.root.data:.4f} · {granularity}"
+    )
+
+    if as_json:
+        import json
+        import sys
+
+        from viz.tree import to_json
+
+        document = to_json(trace, selection, title=title, depth=depth, why=why)
+        sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        return
+
+    from rich.console import Console
+
+    from viz.tree import build_tree
+
+    tree = build_tree(
+        trace,
+        selection,
+        title=title,
+        limit=limit or None,
+        sort=sort,
+        depth=depth,
+        why=why,
+        color=not no_color,
+    )
+    out = console
+    if no_color or width is not None:
+        out = Console(highlight=False, color_system=None if no_color else "auto", width=width)
+    out.print(tree)

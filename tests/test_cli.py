@@ -1,0 +1,170 @@
+"""The mgx command: train, sample, --version, and every bad input, through CliRunner."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+TINY = "emma\nolivia\nava\nisabella\nsophia\nmia\namelia\n"
+SMALL = ["--n-embd", "8", "--n-head", "2", "--block-size", "8"]
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.txt").write_text(TINY)
+    return tmp_path
+
+
+def mgx(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_version_and_help() -> None:
+    from microgpt import __version__
+
+    result = mgx("--version")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == f"mgx {__version__}"
+    result = mgx("--help")
+    assert result.exit_code == 0
+    assert "train" in result.stdout and "sample" in result.stdout
+
+
+def test_python_dash_m_cli_runs() -> None:
+    result = subprocess.run([sys.executable, "-m", "cli", "--version"], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("mgx ")
+
+
+def test_train_logs_in_the_reference_format_then_sample_uses_the_checkpoint(workdir: Path) -> None:
+    result = mgx("train", "--data", "tiny.txt", "--steps", "6", "--log-every", "2", *SMALL)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line.startswith("step")]
+    assert [line[:15] for line in lines] == ["step    2 /    ", "step    4 /    ", "step    6 /    "]
+    assert lines[0].startswith("step    2 /    6 | loss ")
+    assert (workdir / "model.json").is_file()
+    assert "tiny.txt" in result.stderr  # says which data set
+
+    result = mgx("sample", "--num", "4")
+    assert result.exit_code == 0, result.output
+    assert "checkpoint model.json" in result.stderr
+    names = result.stdout.splitlines()
+    assert len(names) == 4 and all(set(name) <= set("emaolivbsphy") for name in names)
+    assert mgx("sample", "--num", "4").stdout == result.stdout  # the saved state, so the same names
+    assert mgx("sample", "--num", "4", "--seed", "1").exit_code == 0
+
+
+def test_sample_without_a_checkpoint_uses_a_fresh_model_and_says_so(workdir: Path) -> None:
+    result = mgx("sample", "--num", "2")
+    assert result.exit_code == 0, result.output
+    assert "fresh model" in result.stderr and "embedded census first names" in result.stderr
+
+
+def test_resume_of_a_finished_run_asks_for_more_steps(workdir: Path) -> None:
+    assert mgx("train", "--data", "tiny.txt", "--steps", "3", "--out", "m.json", *SMALL).exit_code == 0
+    result = mgx("train", "--data", "tiny.txt", "--steps", "3", "--out", "m.json", "--resume")
+    assert result.exit_code == 1
+    assert "already done 3 of 3 steps" in result.stderr
+
+
+def test_ctrl_c_keeps_a_checkpoint_that_resumes_to_the_same_losses(workdir: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [sys.executable, "-m", "cli", "train", "--data", "tiny.txt", "--log-every", "1", *SMALL]
+    whole = subprocess.run([*args, "--steps", "400", "--out", "whole.json"], env=env, capture_output=True, text=True)
+    assert whole.returncode == 0, whole.stderr
+    expected = [line for line in whole.stdout.splitlines() if line.startswith("step")]
+
+    proc = subprocess.Popen(
+        [*args, "--steps", "400", "--out", "cut.json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    seen = []
+    for line in proc.stdout:  # type: ignore[union-attr]
+        seen.append(line.rstrip("\n"))
+        if len(seen) == 20:
+            proc.send_signal(signal.SIGINT)
+            break
+    out, err = proc.communicate(timeout=60)
+    seen += [line for line in out.splitlines() if line.startswith("step")]
+    assert proc.returncode == 130, err
+    assert "interrupted after step" in err and "--resume" in err and "Traceback" not in err
+    assert 20 <= len(seen) < 400
+    resumed = subprocess.run(
+        [*args, "--steps", "400", "--out", "cut.json", "--resume"], env=env, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    seen += [line for line in resumed.stdout.splitlines() if line.startswith("step")]
+    assert seen == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--steps", "0"], "--steps must be at least 1"),
+        (["train", "--steps", "-5"], "--steps must be at least 1"),
+        (["train", "--lr", "0"], "--lr must be a positive number"),
+        (["train", "--lr", "-1"], "--lr must be a positive number"),
+        (["train", "--lr", "nan"], "--lr must be a positive number"),
+        (["train", "--n-head", "3"], "n_head 3 does not divide n_embd 16"),
+        (["train", "--granularity", "huge"], "--granularity must be atomic or fused"),
+        (["train", "--data", "missing.txt"], "data file missing.txt does not exist"),
+        (["train", "--data", "empty.txt"], "has no documents"),
+        (["train", "--data", "latin1.txt"], "is not UTF-8"),
+        (["train", "--out", "nodir/model.json"], "directory nodir does not exist"),
+        (["train", "--resume", "--out", "none.json"], "no checkpoint at none.json"),
+        (["sample", "--checkpoint", "missing.json"], "checkpoint missing.json does not exist"),
+        (["sample", "--checkpoint", "corrupt.json"], "is not valid JSON"),
+        (["sample", "--checkpoint", "foreign.json"], "not a microgpt-x checkpoint"),
+        (["sample", "--temperature", "0"], "--temperature must be a positive number"),
+        (["sample", "--num", "0"], "--num must be at least 1"),
+        (["sample", "--prefix", "Q"], "not in the vocabulary"),
+    ],
+)
+def test_bad_input_is_one_line_and_nonzero(workdir: Path, args: list[str], message: str) -> None:
+    (workdir / "empty.txt").write_text("\n  \n")
+    (workdir / "latin1.txt").write_bytes("zoë\n".encode("latin-1"))
+    (workdir / "corrupt.json").write_text('{"format": "microgpt-x-checkpoint", "vers')
+    (workdir / "foreign.json").write_text('{"hello": 1}')
+    result = mgx(*args)
+    assert result.exit_code != 0
+    assert message in result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(error_lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (workdir / "model.json").exists()  # nothing written
+
+
+def test_unwritable_output_directory_is_named_before_training(workdir: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root can write to a read-only directory")
+    locked = workdir / "locked"
+    locked.mkdir(mode=0o500)
+    result = mgx("train", "--steps", "1", "--out", "locked/model.json")
+    assert result.exit_code == 1 and "not writable" in result.stderr
+
+
+def test_output_path_that_is_a_directory_is_named(workdir: Path) -> None:
+    (workdir / "adir").mkdir()
+    result = mgx("train", "--steps", "1", "--out", "adir")
+    assert result.exit_code == 1 and "is a directory" in result.stderr
+
+
+def test_a_diverging_run_names_the_step_and_saves_nothing(workdir: Path) -> None:
+    result = mgx("train", "--data", "tiny.txt", "--steps", "50", "--lr", "1e300", *SMALL)
+    assert result.exit_code == 1
+    assert "step" in result.stderr and "lower --lr" in result.stderr and "Traceback" not in result.stderr
+    assert not (workdir / "model.json").exists()
