@@ -513,3 +513,12 @@ def test_random_walk_of_steps_and_undos_ends_at_backward() -> None:
     st.finish()
     assert st.grads == engine_grads("fused")
     assert all(math.isfinite(g) for g in st.grads)
+
+
+def test_json_writes_non_finite_numbers_as_null() -> None:
+    x = Value(1e-320)
+    st = Stepper(Trace(x.log() * 2.0 + 1.0))
+    st.run(3)  # the root, the product, then the log: 1/x overflows
+    update = st.describe(st.record())["updates"][0]
+    assert update["after"] is None and update["before"] == 0.0
+    json.dumps(st.describe(st.record()), allow_nan=False)  # strict JSON

@@ -403,7 +403,7 @@ def fmt(x: float) -> str:
     return f"{x:.6g}"
 
 
-def _json_number(x: float) -> float | str:
-    """JSON has no nan or inf: write those as strings."""
+def _json_number(x: float) -> float | None:
+    """JSON has no NaN or infinity: write those as null (as mgx inspect --json does)."""
     x = float(x)
-    return x if math.isfinite(x) else str(x)
+    return x if math.isfinite(x) else None
