@@ -276,11 +276,13 @@ def test_step_over_group_finishes_the_group() -> None:
     st.jump("layer0.mlp.fc1")
     group = st.current_group()
     members = [st.step_of[i] for i in st.trace.groups[group] if i in st.step_of]
+    before = st.done
     done = st.step_over_group()
-    assert done and st.done == max(members) + 1
-    assert all(st.trace.group_of(r.node) == group or r.number <= max(members) + 1 for r in done)
-    nxt = st.next_node
-    assert nxt is None or all(s < st.done for s in members)
+    assert done and st.done == max(members) + 1  # the group's last node is the last step taken
+    assert [r.number for r in done] == list(range(before + 1, st.done + 1))
+    assert st.trace.group_of(st.current) == group
+    where = st.done
+    assert len(st.step_over_group()) == 1 and st.done == where + 1  # group finished: moves on by one step
 
 
 def test_jump_to_a_node_id_a_leaf_and_a_pattern() -> None:
@@ -472,8 +474,10 @@ def test_app_keys_drive_the_stepper() -> None:
             assert f"parents of {st.trace.ids[node]}" in app.texts["neighbours"]
             for edge in st.trace.inputs[node][:3]:
                 assert st.trace.ids[edge.child] in app.texts["neighbours"]
+            assert app.is_running
             await pilot.press("q")
-        assert app.return_code in (None, 0)
+            await pilot.pause()
+            assert not app.is_running and app.return_code == 0
 
     asyncio.run(go())
 
@@ -496,8 +500,9 @@ def test_ctrl_c_quits_the_app_cleanly() -> None:
     async def go() -> None:
         app = make_app()
         async with app.run_test(size=(100, 30)) as pilot:
-            await pilot.press("ctrl+c")
-        assert app.return_code in (None, 0)
+            await pilot.press("n", "ctrl+c")
+            await pilot.pause()
+            assert not app.is_running and app.return_code == 0
 
     asyncio.run(go())
 
