@@ -239,6 +239,42 @@ def stats(
     )
 
 
+@app.command()
+@user_errors
+def step(
+    token: TokenOption = None,
+    pos: PosOption = None,
+    word: WordOption = None,
+    target: TargetOption = None,
+    checkpoint: CheckpointOption = None,
+    data: DataOption = None,
+    granularity: GranularityOption = "fused",
+    until: Annotated[
+        str | None,
+        typer.Option(help="Run to the first step that hits this: a tag pattern, op:NAME, nonfinite or grad>X."),
+    ] = None,
+    print_steps: Annotated[
+        int | None, typer.Option("--print", help="Print N steps as text (no full screen), from the start or --until.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="With --print: one JSON object per step.")] = False,
+) -> None:
+    """Step through one token's backward pass node by node: full screen, or --print N as text."""
+    from cli.step_cmd import run_step
+
+    run_step(
+        checkpoint=checkpoint,
+        data=data,
+        word=word,
+        pos=pos,
+        token=token,
+        target=target,
+        granularity=granularity,
+        until=until,
+        print_steps=print_steps,
+        as_json=as_json,
+    )
+
+
 def run() -> None:
     app()
 

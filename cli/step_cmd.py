@@ -1,0 +1,90 @@
+"""``mgx step``: step through one token's backward pass, in a full-screen view or as text.
+
+The logic is viz.step.Stepper's; the full-screen view is cli/step_app.py (Textual, imported
+only when it opens); ``--print N`` writes N steps as text or JSON lines instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cli.common import load_model
+from cli.output import console, fail, info
+
+MIN_WIDTH = 80  # the full-screen view's smallest terminal
+MIN_HEIGHT = 20
+
+
+def too_small_message(width: int, height: int) -> str:
+    return (
+        f"terminal too small ({width}×{height}): mgx step needs at least {MIN_WIDTH}×{MIN_HEIGHT}; "
+        "enlarge the window, or print steps as text with mgx step --print N"
+    )
+
+
+def run_step(
+    *,
+    checkpoint: Path | None,
+    data: Path | None,
+    word: str | None,
+    pos: int | None,
+    token: str | None,
+    target: str | None,
+    granularity: str,
+    until: str | None,
+    print_steps: int | None,
+    as_json: bool,
+) -> None:
+    import json
+    import shutil
+    import sys
+
+    from microgpt.graph import resolve_token, token_graph
+    from microgpt.model import GRANULARITIES
+    from viz.step import Breakpoint, Stepper
+    from viz.trace import Trace
+
+    if granularity not in GRANULARITIES:
+        fail(f"--granularity must be atomic or fused, got {granularity!r}")
+    if print_steps is not None and print_steps < 1:
+        fail(f"--print must be at least 1 (steps to print), got {print_steps}")
+    if as_json and print_steps is None:
+        fail("--json writes the steps --print prints: add --print N")
+    bp = Breakpoint.parse(until) if until is not None else None  # a bad --until fails before any work
+    if print_steps is None:
+        if not (sys.stdin.isatty() and sys.stdout.isatty()):
+            fail("mgx step's full-screen view needs a terminal: use --print N (with --until PATTERN) for text")
+        size = shutil.get_terminal_size()
+        if size.columns < MIN_WIDTH or size.lines < MIN_HEIGHT:
+            fail(too_small_message(size.columns, size.lines))
+
+    loaded = load_model(checkpoint, data)
+    model, tokenizer = loaded.model, loaded.tokenizer
+    spec = resolve_token(tokenizer, model.config.block_size, word=word, pos=pos, token=token, target=target)
+    graph = token_graph(model, spec, granularity=granularity, backward=False)
+    stepper = Stepper(Trace(graph.root))
+    what = (
+        f"token {tokenizer.token_name(spec.token)} at pos {spec.pos} of {spec.word!r}, "
+        f"target {tokenizer.token_name(spec.target)}; {stepper.total} steps ({granularity})"
+    )
+    info(what)
+
+    first = None
+    if bp is not None:
+        stepper.add_breakpoint(bp)  # a pattern or op that matches nothing fails here, with suggestions
+        first = stepper.run_until([bp])
+        if first is None:
+            fail(f"backward finished without reaching --until {until!r}: no step hits it in this graph")
+
+    if print_steps is not None:
+        records = ([first] if first is not None else []) + stepper.run(print_steps - (first is not None))
+        for rec in records:
+            if as_json:
+                console.out(json.dumps(stepper.describe(rec), ensure_ascii=False), highlight=False)
+            else:
+                console.out(stepper.format(rec), highlight=False)
+        return
+
+    from cli.step_app import StepApp
+
+    StepApp(stepper, what).run()
