@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from cli.output import info
+from cli.output import fail, info
 
 DEFAULT_CHECKPOINT = Path("model.json")
 
@@ -67,3 +67,45 @@ def load_model(checkpoint: Path | None, data: Path | None = None) -> LoadedModel
         loaded = LoadedModel(run.model, run.tokenizer, run.rng, description)
     info(f"model: {loaded.description}")
     return loaded
+
+
+@dataclass(frozen=True)
+class TokenChoice:
+    """Which model and which token's graph a view is about, as typed on the command line."""
+
+    checkpoint: Path | None = None
+    data: Path | None = None
+    word: str | None = None
+    pos: int | None = None
+    token: str | None = None
+    target: str | None = None
+    granularity: str = "fused"
+
+    def check(self) -> None:
+        """The checks that need no model, so bad options fail before any work."""
+        if self.granularity not in ("atomic", "fused"):
+            fail(f"--granularity must be atomic or fused, got {self.granularity!r}")
+
+
+@dataclass
+class BuiltGraph:
+    loaded: LoadedModel
+    spec: object  # microgpt.graph.TokenSpec
+    graph: object  # microgpt.graph.TokenGraph
+    trace: object  # viz.trace.Trace
+
+
+def build_token_graph(choice: TokenChoice, *, backward: bool = True) -> BuiltGraph:
+    """Load the model, resolve the token with the defaults of microgpt.graph, build its graph."""
+    from microgpt.graph import resolve_token, token_graph
+    from viz.trace import Trace
+
+    choice.check()
+    loaded = load_model(choice.checkpoint, choice.data)
+    model = loaded.model
+    spec = resolve_token(
+        loaded.tokenizer, model.config.block_size,
+        word=choice.word, pos=choice.pos, token=choice.token, target=choice.target,
+    )  # fmt: skip
+    graph = token_graph(model, spec, granularity=choice.granularity, backward=backward)
+    return BuiltGraph(loaded, spec, graph, Trace(graph.root))

@@ -16,6 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from cli.common import TokenChoice
 from cli.output import console, fail, info
 from microgpt.errors import MicrogptError
 from microgpt.files import write_atomic
@@ -42,39 +43,29 @@ class Built:
     param_total: int = 0  # the model's parameters, reached or not
 
 
-def build(
-    *,
-    checkpoint: Path | None,
-    data: Path | None,
-    word: str | None,
-    pos: int | None,
-    token: str | None,
-    target: str | None,
-    granularity: str,
-) -> Built:
+def build(choice: TokenChoice) -> Built:
     """The graph asked for: one token's (default), or a whole word's with --word and no --pos."""
-    from cli.common import load_model
-    from microgpt.graph import resolve_token, token_graph, word_graph
-    from microgpt.model import GRANULARITIES
+    from cli.common import build_token_graph, load_model
+    from microgpt.graph import word_graph
     from viz.dot import describe
     from viz.trace import Trace
 
-    if granularity not in GRANULARITIES:
-        fail(f"--granularity must be atomic or fused, got {granularity!r}")
-    loaded = load_model(checkpoint, data)
-    model, tokenizer = loaded.model, loaded.tokenizer
-    if word is not None and pos is None and token is None and target is None:
-        tokens = tokenizer.document_tokens(word)
-        root = word_graph(model, tokens, granularity=granularity)
+    choice.check()
+    if choice.word is not None and choice.pos is None and choice.token is None and choice.target is None:
+        loaded = load_model(choice.checkpoint, choice.data)
+        model = loaded.model
+        tokens = loaded.tokenizer.document_tokens(choice.word)
+        root = word_graph(model, tokens, granularity=choice.granularity)
         n = min(model.config.block_size, len(tokens) - 1)
         title = (
-            f"microgpt-x · {loaded.description} · word {word!r}: {n} positions to the mean loss"
-            f" · loss {root.data:.4f} · {granularity}"
+            f"microgpt-x · {loaded.description} · word {choice.word!r}: {n} positions to the mean loss"
+            f" · loss {root.data:.4f} · {choice.granularity}"
         )
         return Built(Trace(root), title, None, len(model.params))
-    spec = resolve_token(tokenizer, model.config.block_size, word=word, pos=pos, token=token, target=target)
-    graph = token_graph(model, spec, granularity=granularity)
-    return Built(Trace(graph.root), describe(graph, tokenizer, loaded.description), spec.pos, len(model.params))
+    built = build_token_graph(choice)
+    loaded = built.loaded
+    title = describe(built.graph, loaded.tokenizer, loaded.description)
+    return Built(built.trace, title, built.spec.pos, len(loaded.model.params))
 
 
 def find_layout_program(name: str | None) -> str | None:
@@ -129,13 +120,7 @@ def layout(program: str, source: str, fmt: str) -> bytes:
 def graph_command(
     *,
     out: Path,
-    checkpoint: Path | None,
-    data: Path | None,
-    word: str | None,
-    pos: int | None,
-    token: str | None,
-    target: str | None,
-    granularity: str,
+    choice: TokenChoice,
     level: str,
     focus: str | None,
     hops: int,
@@ -163,9 +148,7 @@ def graph_command(
     if layout_program is not None and suffix not in LAYOUT_FORMATS:
         info(f"--layout-program is not used for {suffix} files")
 
-    built = build(
-        checkpoint=checkpoint, data=data, word=word, pos=pos, token=token, target=target, granularity=granularity
-    )
+    built = build(choice)
     trace = built.trace
 
     if suffix in NX_FORMATS:
@@ -246,13 +229,7 @@ def _networkx_bytes(trace, suffix: str) -> bytes:
 
 def stats_command(
     *,
-    checkpoint: Path | None,
-    data: Path | None,
-    word: str | None,
-    pos: int | None,
-    token: str | None,
-    target: str | None,
-    granularity: str,
+    choice: TokenChoice,
     top: int,
 ) -> None:
     from collections import Counter
@@ -261,9 +238,7 @@ def stats_command(
 
     if top < 1:
         fail(f"--top must be at least 1, got {top}")
-    built = build(
-        checkpoint=checkpoint, data=data, word=word, pos=pos, token=token, target=target, granularity=granularity
-    )
+    built = build(choice)
     trace = built.trace
     edges = trace.edges
     nodes = trace.nodes

@@ -7,9 +7,7 @@ otherwise), selects nodes with the pattern language (viz.pattern) and prints the
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from cli.common import load_model
+from cli.common import TokenChoice, build_token_graph
 from cli.output import console, fail
 
 SORT_CHOICES = ("order", "grad", "data", "id")
@@ -26,13 +24,7 @@ def run_inspect(
     as_json: bool,
     no_color: bool,
     width: int | None,
-    checkpoint: Path | None,
-    data: Path | None,
-    word: str | None,
-    pos: int | None,
-    token: str | None,
-    target: str | None,
-    granularity: str,
+    choice: TokenChoice,
 ) -> None:
     if sort not in SORT_CHOICES:
         fail(f"--sort {sort!r} is not a sort: use one of {', '.join(SORT_CHOICES)}")
@@ -42,8 +34,7 @@ def run_inspect(
         fail(f"--depth must be 0 or more, got {depth}")
     if width is not None and width < 40:
         fail(f"--width must be at least 40 columns, got {width}")
-    if granularity not in ("atomic", "fused"):
-        fail(f"--granularity {granularity!r} is not a granularity: use atomic or fused")
+    choice.check()
     if op is not None:
         import difflib
 
@@ -58,15 +49,11 @@ def run_inspect(
 
     Pattern.parse(pattern)  # a malformed pattern fails before the model loads
 
-    from microgpt.graph import resolve_token, token_graph
     from viz.pattern import select_or_explain
-    from viz.trace import Trace
 
-    loaded = load_model(checkpoint, data)
-    model, tokenizer = loaded.model, loaded.tokenizer
-    spec = resolve_token(tokenizer, model.config.block_size, word=word, pos=pos, token=token, target=target)
-    graph = token_graph(model, spec, granularity=granularity)
-    trace = Trace(graph.root)
+    built = build_token_graph(choice)
+    loaded, spec, graph, trace = built.loaded, built.spec, built.graph, built.trace
+    tokenizer = loaded.tokenizer
     selection = select_or_explain(trace, pattern, op)
 
     name = tokenizer.token_name
@@ -75,7 +62,7 @@ def run_inspect(
         f"{pattern}{f' --op {op}' if op else ''}: {len(selection)} of {len(trace)} nodes · "
         f"token {name(spec.token)} at pos {spec.pos} of {spec.word!r}"
         f"{f' after {context}' if context else ''} → target {name(spec.target)} · "
-        f"loss {graph.root.data:.4f} · {granularity}"
+        f"loss {graph.root.data:.4f} · {choice.granularity}"
     )
 
     if as_json:

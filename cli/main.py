@@ -15,6 +15,7 @@ from cli.common import (
     GranularityOption,
     PosOption,
     TargetOption,
+    TokenChoice,
     TokenOption,
     WordOption,
     load_model,
@@ -144,13 +145,7 @@ def inspect(
         as_json=as_json,
         no_color=no_color,
         width=width,
-        checkpoint=checkpoint,
-        data=data,
-        word=word,
-        pos=pos,
-        token=token,
-        target=target,
-        granularity=granularity,
+        choice=TokenChoice(checkpoint, data, word, pos, token, target, granularity),
     )
 
 
@@ -194,13 +189,7 @@ def graph(
 
     graph_command(
         out=out,
-        checkpoint=checkpoint,
-        data=data,
-        word=word,
-        pos=pos,
-        token=token,
-        target=target,
-        granularity=granularity,
+        choice=TokenChoice(checkpoint, data, word, pos, token, target, granularity),
         level=level,
         focus=focus,
         hops=hops,
@@ -228,13 +217,7 @@ def stats(
     from cli.graph_cmd import stats_command
 
     stats_command(
-        checkpoint=checkpoint,
-        data=data,
-        word=word,
-        pos=pos,
-        token=token,
-        target=target,
-        granularity=granularity,
+        choice=TokenChoice(checkpoint, data, word, pos, token, target, granularity),
         top=top,
     )
 
@@ -262,13 +245,7 @@ def step(
     from cli.step_cmd import run_step
 
     run_step(
-        checkpoint=checkpoint,
-        data=data,
-        word=word,
-        pos=pos,
-        token=token,
-        target=target,
-        granularity=granularity,
+        choice=TokenChoice(checkpoint, data, word, pos, token, target, granularity),
         until=until,
         print_steps=print_steps,
         as_json=as_json,

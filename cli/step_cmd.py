@@ -6,9 +6,7 @@ only when it opens); ``--print N`` writes N steps as text or JSON lines instead.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from cli.common import load_model
+from cli.common import TokenChoice, build_token_graph
 from cli.output import console, fail, info
 
 MIN_WIDTH = 80  # the full-screen view's smallest terminal
@@ -24,13 +22,7 @@ def too_small_message(width: int, height: int) -> str:
 
 def run_step(
     *,
-    checkpoint: Path | None,
-    data: Path | None,
-    word: str | None,
-    pos: int | None,
-    token: str | None,
-    target: str | None,
-    granularity: str,
+    choice: TokenChoice,
     until: str | None,
     print_steps: int | None,
     as_json: bool,
@@ -39,13 +31,9 @@ def run_step(
     import shutil
     import sys
 
-    from microgpt.graph import resolve_token, token_graph
-    from microgpt.model import GRANULARITIES
     from viz.step import Breakpoint, Stepper
-    from viz.trace import Trace
 
-    if granularity not in GRANULARITIES:
-        fail(f"--granularity must be atomic or fused, got {granularity!r}")
+    choice.check()
     if print_steps is not None and print_steps < 1:
         fail(f"--print must be at least 1 (steps to print), got {print_steps}")
     if as_json and print_steps is None:
@@ -58,14 +46,13 @@ def run_step(
         if size.columns < MIN_WIDTH or size.lines < MIN_HEIGHT:
             fail(too_small_message(size.columns, size.lines))
 
-    loaded = load_model(checkpoint, data)
-    model, tokenizer = loaded.model, loaded.tokenizer
-    spec = resolve_token(tokenizer, model.config.block_size, word=word, pos=pos, token=token, target=target)
-    graph = token_graph(model, spec, granularity=granularity, backward=False)
-    stepper = Stepper(Trace(graph.root))
+    built = build_token_graph(choice, backward=False)
+    loaded, spec = built.loaded, built.spec
+    tokenizer = loaded.tokenizer
+    stepper = Stepper(built.trace)
     what = (
         f"token {tokenizer.token_name(spec.token)} at pos {spec.pos} of {spec.word!r}, "
-        f"target {tokenizer.token_name(spec.target)}; {stepper.total} steps ({granularity})"
+        f"target {tokenizer.token_name(spec.target)}; {stepper.total} steps ({choice.granularity})"
     )
     info(what)
 

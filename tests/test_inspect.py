@@ -291,7 +291,7 @@ def test_cli_atomic_granularity_has_more_nodes(checkpoint: Path) -> None:
         (["attn.h0", "--limit", "-1"], "--limit must be 0"),
         (["attn.h0", "--depth", "-2"], "--depth must be 0 or more"),
         (["attn.h0", "--width", "3"], "--width must be at least 40"),
-        (["attn.h0", "--granularity", "tiny"], "--granularity 'tiny' is not a granularity"),
+        (["attn.h0", "--granularity", "tiny"], "--granularity must be atomic or fused, got 'tiny'"),
         (["attn[..", "--no-color"], "is not valid"),
         (["loss", "--op", "dot"], "with op 'dot' matches no node"),
     ],
