@@ -231,8 +231,10 @@ def topological_order(root: Value) -> list[Value]:
         for child in children:
             if child not in visited:
                 visited.add(child)
-                stack.append((child, iter(child._children)))
-                break
+                if child._children:
+                    stack.append((child, iter(child._children)))
+                    break
+                order.append(child)  # a leaf is finished as soon as it is reached
         else:
             stack.pop()
             order.append(node)
