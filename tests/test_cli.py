@@ -168,3 +168,25 @@ def test_a_diverging_run_names_the_step_and_saves_nothing(workdir: Path) -> None
     assert result.exit_code == 1
     assert "step" in result.stderr and "lower --lr" in result.stderr and "Traceback" not in result.stderr
     assert not (workdir / "model.json").exists()
+
+
+SHARED = ROOT.parent / "shared"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / "data" / "names.txt").is_file(), reason=f"the reference data is absent: {SHARED}")
+def test_the_readme_flow_reproduces_the_reference_run(workdir: Path) -> None:
+    """`mgx train --data names.txt --log-every 1` prints the reference's loss trace, and then
+    `mgx sample --num 20 --temperature 0.5` prints its 20 names."""
+    names = str(SHARED / "data" / "names.txt")
+    result = mgx("train", "--data", names, "--log-every", "1")
+    assert result.exit_code == 0, result.output
+    printed = [line.split("loss ")[1] for line in result.stdout.splitlines() if line.startswith("step")]
+    reference = [line.split()[1] for line in (SHARED / "reference" / "loss-trace.txt").read_text().splitlines()]
+    assert len(printed) == 1000
+    assert [
+        (i, a, b) for i, (a, b) in enumerate(zip(printed, reference), 1) if abs(float(a) - float(b)) > 0.00011
+    ] == []
+    result = mgx("sample", "--num", "20", "--temperature", "0.5")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.split() == (SHARED / "reference" / "samples.txt").read_text().split()
