@@ -110,47 +110,6 @@ def sample(
 
 @app.command()
 @user_errors
-def inspect(
-    pattern: Annotated[str, typer.Argument(help="Tag pattern: attn.h0, layer*.mlp.pre, layer0.attn.wq[3,5], k@pos0.")],
-    op: Annotated[str | None, typer.Option(help="Keep only nodes made by this op (dot, exp, add, param ...).")] = None,
-    limit: Annotated[int, typer.Option(help="Entries shown per group (0: all); the rest are counted.")] = 10,
-    sort: Annotated[str, typer.Option(help="order (the graph's), grad or data (largest first), or id.")] = "order",
-    depth: Annotated[
-        int | None, typer.Option(help="Expand what each node was computed from, N levels (default 1 for one node).")
-    ] = None,
-    why: Annotated[
-        bool, typer.Option("--why", help="Split each node's grad into its consumers' contributions.")
-    ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of the tree.")] = False,
-    no_color: Annotated[bool, typer.Option("--no-color", help="Plain text, no colours.")] = False,
-    width: Annotated[int | None, typer.Option(help="Columns to render in (default: the terminal's).")] = None,
-    checkpoint: CheckpointOption = None,
-    data: DataOption = None,
-    word: WordOption = None,
-    pos: PosOption = None,
-    token: TokenOption = None,
-    target: TargetOption = None,
-    granularity: GranularityOption = "fused",
-) -> None:
-    """Show the nodes a tag pattern selects as a tree of data and grad (the graph of one token)."""
-    from cli.inspect_cmd import run_inspect
-
-    run_inspect(
-        pattern=pattern,
-        op=op,
-        limit=limit,
-        sort=sort,
-        depth=depth,
-        why=why,
-        as_json=as_json,
-        no_color=no_color,
-        width=width,
-        choice=TokenChoice(checkpoint, data, word, pos, token, target, granularity),
-    )
-
-
-@app.command()
-@user_errors
 def graph(
     out: Annotated[
         Path,
@@ -219,6 +178,47 @@ def stats(
     stats_command(
         choice=TokenChoice(checkpoint, data, word, pos, token, target, granularity),
         top=top,
+    )
+
+
+@app.command()
+@user_errors
+def inspect(
+    pattern: Annotated[str, typer.Argument(help="Tag pattern: attn.h0, layer*.mlp.pre, layer0.attn.wq[3,5], k@pos0.")],
+    op: Annotated[str | None, typer.Option(help="Keep only nodes made by this op (dot, exp, add, param ...).")] = None,
+    limit: Annotated[int, typer.Option(help="Entries shown per group (0: all); the rest are counted.")] = 10,
+    sort: Annotated[str, typer.Option(help="order (the graph's), grad or data (largest first), or id.")] = "order",
+    depth: Annotated[
+        int | None, typer.Option(help="Expand what each node was computed from, N levels (default 1 for one node).")
+    ] = None,
+    why: Annotated[
+        bool, typer.Option("--why", help="Split each node's grad into its consumers' contributions.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of the tree.")] = False,
+    no_color: Annotated[bool, typer.Option("--no-color", help="Plain text, no colours.")] = False,
+    width: Annotated[int | None, typer.Option(help="Columns to render in (default: the terminal's).")] = None,
+    checkpoint: CheckpointOption = None,
+    data: DataOption = None,
+    word: WordOption = None,
+    pos: PosOption = None,
+    token: TokenOption = None,
+    target: TargetOption = None,
+    granularity: GranularityOption = "fused",
+) -> None:
+    """Show the nodes a tag pattern selects as a tree of data and grad (the graph of one token)."""
+    from cli.inspect_cmd import run_inspect
+
+    run_inspect(
+        pattern=pattern,
+        op=op,
+        limit=limit,
+        sort=sort,
+        depth=depth,
+        why=why,
+        as_json=as_json,
+        no_color=no_color,
+        width=width,
+        choice=TokenChoice(checkpoint, data, word, pos, token, target, granularity),
     )
 
 
