@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cli.common import TokenChoice
-from cli.output import console, fail, info
+from cli.output import check_writable, console, err_console, fail, info
 from microgpt.errors import MicrogptError
 from microgpt.files import write_atomic
 
@@ -141,7 +141,7 @@ def graph_command(
         fail(f"--rankdir must be TB, BT, LR or RL, got {rankdir!r}")
     if hops < 0:
         fail(f"--hops must be 0 or more, got {hops}")
-    _check_writable(out)
+    check_writable(out, "-o", "graph.svg")
     program = find_layout_program(layout_program) if suffix in LAYOUT_FORMATS else None
     if program is not None and suffix[1:] in UNSUPPORTED.get(Path(program).name, set()):
         layout(program, "", suffix[1:])  # says which formats to use instead, before any work
@@ -199,19 +199,10 @@ def graph_command(
             f"`graphviz-pure -T{suffix[1:]} {fallback} -o {out}`"
         )
         return
-    payload = layout(program, source, suffix[1:])
+    with err_console.status(f"laying out the {level}-level drawing with {Path(program).name}…"):
+        payload = layout(program, source, suffix[1:])
     write_atomic(out, payload)
     info(f"wrote {out} ({level} level, laid out by {Path(program).name})")
-
-
-def _check_writable(out: Path) -> None:
-    directory = out.parent if str(out.parent) else Path(".")
-    if out.is_dir():
-        fail(f"cannot write {out}: it is a directory; give a file name such as {out / 'graph.svg'}")
-    if not directory.is_dir():
-        fail(f"cannot write {out}: directory {directory} does not exist")
-    if not os.access(directory, os.W_OK):
-        fail(f"cannot write {out}: directory {directory} is not writable; choose another -o")
 
 
 def _networkx_bytes(trace, suffix: str) -> bytes:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn, ParamSpec, TypeVar
 
 import typer
@@ -42,3 +44,14 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
             fail("interrupted", code=130)
 
     return wrapper
+
+
+def check_writable(out: Path, option: str, example: str) -> None:
+    """Fail before any work is done when ``out`` cannot be written (``option`` names the flag)."""
+    directory = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        fail(f"cannot write {out}: it is a directory; give {option} a file name such as {out / example}")
+    if not directory.is_dir():
+        fail(f"cannot write {out}: directory {directory} does not exist")
+    if not os.access(directory, os.W_OK):
+        fail(f"cannot write {out}: directory {directory} is not writable; choose another {option}")

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import math
-import os
 import signal
 from pathlib import Path
 
-from cli.output import console, err_console, fail, info
+from cli.output import check_writable, console, err_console, fail, info
 from microgpt import checkpoint as ckpt_io
 from microgpt.data import EMBEDDED_SOURCE, embedded_documents, find_dataset, load_documents
 from microgpt.errors import MicrogptError
@@ -17,16 +16,6 @@ from microgpt.train import AdamConfig, NonFiniteLoss, TrainState, start_run, tra
 
 class _StopAtStepBoundary(Exception):
     """Raised from the step callback after Ctrl-C, so the run stops between two steps."""
-
-
-def _check_writable(out: Path) -> None:
-    directory = out.parent if str(out.parent) else Path(".")
-    if out.is_dir():
-        fail(f"--out {out} is a directory: give a file path such as {out / 'model.json'}")
-    if not directory.is_dir():
-        fail(f"cannot write {out}: directory {directory} does not exist")
-    if not os.access(directory, os.W_OK):
-        fail(f"cannot write {out}: directory {directory} is not writable; choose another --out")
 
 
 def _resume_dataset(data: Path | None, source: str):
@@ -60,7 +49,7 @@ def run_training(
         fail(f"--log-every must be 0 (progress bar only) or more, got {log_every}")
     if granularity not in GRANULARITIES:
         fail(f"--granularity must be atomic or fused, got {granularity!r}")
-    _check_writable(out)
+    check_writable(out, "--out", "model.json")
 
     if resume:
         if not out.is_file():
