@@ -14,11 +14,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from cli.graph_cmd import find_layout_program
 from microgpt.data import embedded_documents
 from microgpt.graph import resolve_token, token_graph
 from microgpt.train import start_run
 from viz.dot import to_dot
+from viz.render import find_layout_program
 from viz.trace import Trace
 
 MGX = Path(sys.executable).parent / "mgx"

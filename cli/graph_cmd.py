@@ -9,30 +9,20 @@ Every file is written through a temporary file and a rename.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from cli.common import TokenChoice
 from cli.output import check_writable, console, err_console, fail, info
-from microgpt.errors import MicrogptError
 from microgpt.files import write_atomic
 
 DOT_FORMATS = (".dot", ".gv")
 LAYOUT_FORMATS = (".svg", ".png", ".pdf")
 NX_FORMATS = (".json", ".graphml")
 FORMATS = DOT_FORMATS + LAYOUT_FORMATS + NX_FORMATS
-LAYOUT_PROGRAMS = ("dot", "graphviz-pure")
-# What each known program cannot write (graphviz-pure has no PDF renderer).
-UNSUPPORTED = {"graphviz-pure": {"pdf"}}
-# Scalar drawings past this many nodes ask first. graphviz-pure's layout time grows about as
-# the square of the nodes: 4,024 nodes (fused) in 2.2 s, 11,223 (atomic) in 13.8 s; Debian's
-# dot 2.43 is about 4 times slower (README, "mgx graph").
+# Scalar drawings past this many nodes ask first (viz.render estimates how long layout takes).
 SCALAR_CONFIRM_NODES = 2000
-SECONDS_PER_NODE_SQUARED = {"graphviz-pure": 1.2e-7, "dot": 5e-7}
 
 
 @dataclass
@@ -68,55 +58,6 @@ def build(choice: TokenChoice) -> Built:
     return Built(built.trace, title, built.spec.pos, len(loaded.model.params))
 
 
-def find_layout_program(name: str | None) -> str | None:
-    """The program to lay out DOT: ``name`` if given (an error when missing), else ``dot`` on
-    PATH, else ``graphviz-pure`` (on PATH or beside this Python); None when there is none."""
-
-    def locate(candidate: str) -> str | None:
-        found = shutil.which(candidate)
-        if found:
-            return found
-        beside = Path(sys.executable).parent / candidate
-        if beside.is_file() and os.access(beside, os.X_OK):
-            return str(beside)
-        return None
-
-    if name is not None:
-        found = locate(name) or (name if Path(name).is_file() and os.access(name, os.X_OK) else None)
-        if found is None:
-            raise MicrogptError(
-                f"layout program {name!r} not found: pass dot (apt-get install graphviz) or graphviz-pure "
-                "(pip install graphviz-pure), or write a .dot file"
-            )
-        return found
-    for candidate in LAYOUT_PROGRAMS:
-        found = locate(candidate)
-        if found:
-            return found
-    return None
-
-
-def layout(program: str, source: str, fmt: str) -> bytes:
-    """Run ``program -T<fmt>`` on the DOT source; a clear error when it cannot write ``fmt``."""
-    short = Path(program).name
-    if fmt in UNSUPPORTED.get(short, set()):
-        raise MicrogptError(
-            f"{short} cannot write .{fmt}: write .svg or .png, or install system Graphviz "
-            "(apt-get install graphviz) and pass --layout-program dot"
-        )
-    try:
-        result = subprocess.run([program, f"-T{fmt}"], input=source.encode("utf-8"), capture_output=True, check=False)
-    except OSError as e:
-        raise MicrogptError(f"could not run the layout program {program}: {e.strerror}") from None
-    if result.returncode != 0 or not result.stdout:
-        stderr = result.stderr.decode("utf-8", "replace")
-        if "not recognized" in stderr:
-            raise MicrogptError(f"{short} cannot write .{fmt}: write .svg or .png, or pass --layout-program dot")
-        last = [line for line in stderr.splitlines() if line.strip()][-1:] or ["no output"]
-        raise MicrogptError(f"{short} failed on the graph ({last[0].strip()}): write .dot and inspect it")
-    return result.stdout
-
-
 def graph_command(
     *,
     out: Path,
@@ -142,6 +83,8 @@ def graph_command(
     if hops < 0:
         fail(f"--hops must be 0 or more, got {hops}")
     check_writable(out, "-o", "graph.svg")
+    from viz.render import UNSUPPORTED, estimate_seconds, find_layout_program, layout
+
     program = find_layout_program(layout_program) if suffix in LAYOUT_FORMATS else None
     if program is not None and suffix[1:] in UNSUPPORTED.get(Path(program).name, set()):
         layout(program, "", suffix[1:])  # says which formats to use instead, before any work
@@ -173,8 +116,7 @@ def graph_command(
     source = dot.source
     drawn = len(trace)  # nodes of a scalar drawing without --focus, near enough
     if level == "scalar" and focus is None and drawn > SCALAR_CONFIRM_NODES and suffix in LAYOUT_FORMATS and not force:
-        factor = SECONDS_PER_NODE_SQUARED.get(Path(program).name if program else "graphviz-pure", 5e-7)
-        estimate = max(1, round(drawn * drawn * factor))
+        estimate = estimate_seconds(program, drawn)
         question = (
             f"the scalar graph has about {drawn:,} nodes; laying it out takes roughly {estimate} s"
             f"{' with ' + Path(program).name if program else ''} and the picture is hard to read"

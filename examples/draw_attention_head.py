@@ -11,11 +11,12 @@ edge, and lays it out with graphviz-pure (or the system dot). Run:
 import sys
 from pathlib import Path
 
-from cli.graph_cmd import find_layout_program, layout, write_atomic_bytes
 from microgpt.data import embedded_documents
+from microgpt.files import write_atomic
 from microgpt.graph import resolve_token, token_graph
 from microgpt.train import start_run
 from viz.dot import describe, to_dot
+from viz.render import find_layout_program, layout
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "head0.svg")
 run = start_run(embedded_documents().docs)  # seed 42, untrained
@@ -34,7 +35,7 @@ dot = to_dot(
 program = find_layout_program(None)
 if program is None:
     out = out.with_suffix(".dot")
-    write_atomic_bytes(out, dot.source.encode("utf-8"))
+    write_atomic(out, dot.source)
 else:
-    write_atomic_bytes(out, layout(program, dot.source, out.suffix.lstrip(".") or "svg"))
+    write_atomic(out, layout(program, dot.source, out.suffix.lstrip(".") or "svg"))
 print(f"wrote {out}")

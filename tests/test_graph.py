@@ -19,6 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 import cli.graph_cmd as graph_cmd
+import viz.render as render
 from cli.main import app
 from microgpt.data import Tokenizer
 from microgpt.errors import MicrogptError
@@ -230,7 +231,7 @@ def test_stats_prints_counts(here: Path) -> None:
     ],
 )
 def test_bad_input_is_one_line_and_exit_1(here: Path, args: list[str], message: str) -> None:
-    if "graph.pdf" in args and graph_cmd.find_layout_program(None).endswith("/dot"):
+    if "graph.pdf" in args and render.find_layout_program(None).endswith("/dot"):
         pytest.skip("system dot writes PDF")
     (here / "adir.svg").mkdir()
     result = mgx("graph", *args)
@@ -241,7 +242,7 @@ def test_bad_input_is_one_line_and_exit_1(here: Path, args: list[str], message: 
 
 
 def test_without_a_layout_program_the_dot_is_written_with_a_hint(here: Path, monkeypatch) -> None:
-    monkeypatch.setattr(graph_cmd, "LAYOUT_PROGRAMS", ("no-such-layout-program",))
+    monkeypatch.setattr(render, "LAYOUT_PROGRAMS", ("no-such-layout-program",))
     result = mgx("graph", "-o", "graph.svg")
     assert result.exit_code == 0, result.output
     assert (here / "graph.dot").read_text().startswith("digraph")
