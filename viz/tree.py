@@ -485,20 +485,17 @@ def _add_why(tree: Tree, i: int, trace: Trace, paint: _Painter) -> None:
     if hidden:
         rest = math.fsum(c.value for c in prov.contributions[len(shown) :])
         branch.add(paint.note(f"… {hidden} more hidden, together {fmt(rest)} (--limit to show)"))
-    if prov.by_pos:
-        line = Text("by position: ")
-        for k, (pos, value) in enumerate(prov.by_pos):
-            line.append(", " if k else "")
-            line.append(f"pos{pos} " if pos is not None else "(no position) ")
-            line.append_text(paint.number(value, "grad"))
-        branch.add(line)
-    if prov.by_head:
-        line = Text("by head: ")
-        for k, (head, value) in enumerate(prov.by_head):
-            line.append(", " if k else "")
-            line.append(f"{head} " if head is not None else "(no head) ")
-            line.append_text(paint.number(value, "grad"))
-        branch.add(line)
+    for title, pairs, name in (
+        ("by position", prov.by_pos, lambda pos: "(no position)" if pos is None else f"pos{pos}"),
+        ("by head", prov.by_head, lambda head: "(no head)" if head is None else head),
+    ):
+        if pairs:
+            line = Text(f"{title}: ")
+            for k, (key, value) in enumerate(pairs):
+                line.append(", " if k else "")
+                line.append(f"{name(key)} ")
+                line.append_text(paint.number(value, "grad"))
+            branch.add(line)
 
 
 # -- JSON for scripts ----------------------------------------------------------------------
