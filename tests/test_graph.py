@@ -197,6 +197,8 @@ def test_a_whole_word_at_block_level(here: Path) -> None:
     assert result.exit_code == 0, result.output
     source = (here / "w.dot").read_text()
     assert '"layer0.attn@pos4"' in source and "word 'emma'" in source and "context" not in source
+    # the mean loss is computed outside any position: a block of its own, not "parameters"
+    assert 'loss [label="loss\\n3 nodes' in source and "θ loss parameters" not in source
 
 
 def test_two_runs_are_byte_identical(here: Path) -> None:

@@ -98,10 +98,12 @@ def _base_keys(
                 if cached is None:
                     block = block_of(parts.path)
                     if level == "block":
-                        if parts.pos is None:
-                            key, kind = f"{block}/params", "params"
-                        else:
+                        if parts.pos is not None:
                             key, kind = f"{block}@pos{parts.pos}", "block"
+                        elif trace.nodes[i].op.name == "param":
+                            key, kind = f"{block}/params", "params"
+                        else:  # computed outside any position: the mean loss of a whole word
+                            key, kind = block, "block"
                         clusters = tuple(".".join(block.split(".")[: k + 1]) for k in range(block.count(".") + 1))
                     else:
                         key, kind = parts.group, "tensor"
