@@ -174,7 +174,7 @@ def to_dot(
     earlier positions are the context, collapsed unless ``expand_context``."""
     import graphviz
 
-    trace = _as_trace(source)
+    trace = Trace.of(source)
     if level not in LEVELS:
         raise MicrogptError(f"unknown level {level!r}: use block, tensor or scalar")
     if rankdir not in RANKDIRS:
@@ -229,17 +229,6 @@ def to_dot(
     if legend:
         _legend(dot, families_seen, blocks_seen)
     return dot
-
-
-def _as_trace(source) -> Trace:
-    if isinstance(source, Trace):
-        return source
-    if isinstance(source, Value):
-        return Trace(source)
-    root = getattr(source, "root", None)
-    if isinstance(root, Value):
-        return Trace(root)
-    raise TypeError(f"to_dot needs a Trace, a Value or a TokenGraph, not {type(source).__name__}")
 
 
 def _apply_focus(trace, keys, displays, pattern, hops, level):

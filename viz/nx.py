@@ -16,9 +16,7 @@ def to_networkx(source):
     """A ``networkx.DiGraph`` of ``source`` (a Trace, a root Value or a TokenGraph)."""
     import networkx as nx
 
-    from viz.dot import _as_trace
-
-    trace = _as_trace(source)
+    trace = Trace.of(source)
     graph = nx.DiGraph()
     ids = trace.ids
     for i, node in enumerate(trace.nodes):
@@ -39,6 +37,3 @@ def to_networkx(source):
             attrs["local_grad"] += float(e.local_grad)
             attrs["count"] += 1
     return graph
-
-
-__all__ = ["Trace", "to_networkx"]

@@ -71,6 +71,17 @@ class Trace:
                 seen[tag] += 1
         self.ids = ids
 
+    @classmethod
+    def of(cls, source: Trace | Value | object) -> Trace:
+        """A Trace of ``source``: a Trace as it is, a root Value, or anything with a ``root``
+        Value (a TokenGraph)."""
+        if isinstance(source, Trace):
+            return source
+        root = source if isinstance(source, Value) else getattr(source, "root", None)
+        if isinstance(root, Value):
+            return cls(root)
+        raise TypeError(f"need a Trace, a Value or a TokenGraph, not {type(source).__name__}")
+
     def __len__(self) -> int:
         return len(self.nodes)
 
