@@ -83,8 +83,14 @@ class TokenChoice:
 
     def check(self) -> None:
         """The checks that need no model, so bad options fail before any work."""
-        if self.granularity not in ("atomic", "fused"):
-            fail(f"--granularity must be atomic or fused, got {self.granularity!r}")
+        check_granularity(self.granularity)
+
+
+def check_granularity(granularity: str) -> None:
+    from microgpt.model import GRANULARITIES
+
+    if granularity not in GRANULARITIES:
+        fail(f"--granularity must be atomic or fused, got {granularity!r}")
 
 
 @dataclass

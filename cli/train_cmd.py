@@ -6,11 +6,11 @@ import math
 import signal
 from pathlib import Path
 
+from cli.common import check_granularity
 from cli.output import check_writable, console, err_console, fail, info
 from microgpt import checkpoint as ckpt_io
 from microgpt.data import EMBEDDED_SOURCE, embedded_documents, find_dataset, load_documents
 from microgpt.errors import MicrogptError
-from microgpt.model import GRANULARITIES
 from microgpt.train import AdamConfig, NonFiniteLoss, TrainState, start_run, train
 
 
@@ -47,8 +47,7 @@ def run_training(
         fail(f"--lr must be a positive number, got {lr}")
     if log_every < 0:
         fail(f"--log-every must be 0 (progress bar only) or more, got {log_every}")
-    if granularity not in GRANULARITIES:
-        fail(f"--granularity must be atomic or fused, got {granularity!r}")
+    check_granularity(granularity)
     check_writable(out, "--out", "model.json")
 
     if resume:
