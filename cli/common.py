@@ -84,6 +84,8 @@ class TokenChoice:
     def check(self) -> None:
         """The checks that need no model, so bad options fail before any work."""
         check_granularity(self.granularity)
+        if self.word is not None and not self.word:
+            fail("--word is empty: give a name of at least one character, e.g. --word emma (the default)")
 
 
 def check_granularity(granularity: str) -> None:

@@ -1,28 +1,58 @@
 """The ``mgx`` command. Each command imports what it uses inside its body, so that
-``mgx --help`` and the light commands start fast (rich + typer are most of start-up)."""
+``mgx --help`` and the light commands start fast (rich + typer are most of start-up).
+
+Ctrl-C at any moment ends with one line and exit 130 (README, "Errors"): while the imports
+below run, the ``except`` under them says so; from ``run()`` on, ``cli.output`` does."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
+import sys
 
-import typer
+try:
+    from pathlib import Path
+    from typing import Annotated
 
-from cli.common import (
-    DEFAULT_CHECKPOINT,
-    CheckpointOption,
-    DataOption,
-    GranularityOption,
-    PosOption,
-    TargetOption,
-    TokenChoice,
-    TokenOption,
-    WordOption,
-    load_model,
-)
-from cli.output import console, fail, info, user_errors
+    import typer
+    from typer.core import TyperCommand, TyperGroup
+
+    from cli.common import (
+        DEFAULT_CHECKPOINT,
+        CheckpointOption,
+        DataOption,
+        GranularityOption,
+        PosOption,
+        TargetOption,
+        TokenChoice,
+        TokenOption,
+        WordOption,
+        load_model,
+    )
+    from cli.output import fail, info, print_line, stop_on_interrupt, user_errors
+except KeyboardInterrupt:  # the same line as cli.output.stop_on_interrupt, which is not imported yet
+    sys.stderr.write("error: interrupted before the command started; nothing was written\n")
+    raise SystemExit(130) from None
+
+
+def _without_flag_metavars(params: list) -> list:
+    """Flags (--why, --force, --help) take no value, so --help shows no <bool> after them."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class Command(TyperCommand):
+    def get_params(self, ctx) -> list:
+        return _without_flag_metavars(super().get_params(ctx))
+
+
+class Group(TyperGroup):
+    def get_params(self, ctx) -> list:
+        return _without_flag_metavars(super().get_params(ctx))
+
 
 app = typer.Typer(
+    cls=Group,
     no_args_is_help=True,
     add_completion=False,
     help="microgpt-x: see and debug how a tiny GPT computes and learns, down to the last scalar.",
@@ -33,7 +63,7 @@ def _version(value: bool) -> None:
     if value:
         from microgpt import __version__
 
-        console.print(f"mgx {__version__}")
+        print_line(f"mgx {__version__}")
         raise typer.Exit()
 
 
@@ -46,7 +76,7 @@ def main(
     """microgpt-x: see and debug how a tiny GPT computes and learns, down to the last scalar."""
 
 
-@app.command()
+@app.command(cls=Command)
 @user_errors
 def train(
     data: DataOption = None,
@@ -59,7 +89,7 @@ def train(
     block_size: Annotated[int, typer.Option(help="Longest context in tokens.")] = 16,
     granularity: Annotated[str, typer.Option(help="fused (fast) or atomic (the reference's nodes).")] = "fused",
     out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write.")] = DEFAULT_CHECKPOINT,
-    resume: Annotated[bool, typer.Option(help="Continue the run saved in --out.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --out.")] = False,
     log_every: Annotated[int, typer.Option(help="Print a line every N steps (0: progress bar only).")] = 0,
 ) -> None:
     """Train the GPT on names with Adam; writes a resumable checkpoint (Ctrl-C keeps one too)."""
@@ -81,7 +111,7 @@ def train(
     )
 
 
-@app.command()
+@app.command(cls=Command)
 @user_errors
 def sample(
     checkpoint: CheckpointOption = None,
@@ -105,10 +135,10 @@ def sample(
     if seed is None:
         info("random state: continued from the model's (pass --seed N for another draw)")
     for _ in range(num):
-        console.print(sample_name(loaded.model, loaded.tokenizer, rng, temperature=temperature, prefix=prefix))
+        print_line(sample_name(loaded.model, loaded.tokenizer, rng, temperature=temperature, prefix=prefix))
 
 
-@app.command()
+@app.command(cls=Command)
 @user_errors
 def graph(
     out: Annotated[
@@ -160,7 +190,7 @@ def graph(
     )
 
 
-@app.command()
+@app.command(cls=Command)
 @user_errors
 def stats(
     token: TokenOption = None,
@@ -181,10 +211,10 @@ def stats(
     )
 
 
-@app.command()
+@app.command(cls=Command)
 @user_errors
 def inspect(
-    pattern: Annotated[str, typer.Argument(help="Tag pattern: attn.h0, layer*.mlp.pre, layer0.attn.wq[3,5], k@pos0.")],
+    pattern: Annotated[str, typer.Argument(help="Tag pattern: attn.h0, layer*.mlp.pre, attn.h[01].q, layer0.attn.wq[3,5], k@pos0 (README: Patterns).")],
     op: Annotated[str | None, typer.Option(help="Keep only nodes made by this op (dot, exp, add, param ...).")] = None,
     limit: Annotated[int, typer.Option(help="Entries shown per group (0: all); the rest are counted.")] = 10,
     sort: Annotated[str, typer.Option(help="order (the graph's), grad or data (largest first), or id.")] = "order",
@@ -222,7 +252,7 @@ def inspect(
     )
 
 
-@app.command()
+@app.command(cls=Command)
 @user_errors
 def step(
     token: TokenOption = None,
@@ -253,6 +283,11 @@ def step(
 
 
 def run() -> None:
+    """The ``mgx`` entry point: Ctrl-C before a command's body runs (typer's parsing) is one
+    line and exit 130; inside the body, the command's own handling applies (cli.output)."""
+    import signal
+
+    signal.signal(signal.SIGINT, stop_on_interrupt)
     app()
 
 

@@ -1,15 +1,25 @@
-"""The consoles: results on stdout, messages and errors on stderr (so --json pipes stay clean)."""
+"""The consoles: results on stdout, messages and errors on stderr (so --json pipes stay clean).
+
+Everything printed here is literal: file names, patterns, words and tokens reach the
+terminal as typed, never through rich markup (``[/x]`` is text, not a closing tag), and a
+control character (a newline in a file name) is shown escaped, so a message stays one line.
+"""
 
 from __future__ import annotations
 
 import functools
 import os
+import signal
+import sys
+import threading
+import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -17,31 +27,80 @@ err_console = Console(stderr=True, highlight=False)
 P = ParamSpec("P")
 R = TypeVar("R")
 
+ERROR_PREFIX = Text("error:", style="bold red")
+INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
+INTERRUPTED_AT_START = "interrupted before the command started; nothing was written"
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks and control characters written as Python escapes (``\\n``)."""
+    if text.isprintable():
+        return text
+    return "".join(repr(ch)[1:-1] if unicodedata.category(ch) in _ESCAPED else ch for ch in text)
+
+
+_ESCAPED = ("Cc", "Zl", "Zp")  # control characters (newline, ESC), line and paragraph separators
+
+
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """``1 document``, ``2 documents``, ``1,234 nodes``: a count and its noun, agreeing."""
+    return f"{n:,} {noun if n == 1 else (nouns or noun + 's')}"
+
+
+def print_line(text: str) -> None:
+    """One result line on stdout, literally (a sampled name, a data line)."""
+    console.print(Text(one_line(text)), soft_wrap=True)
+
 
 def info(message: str) -> None:
-    """A note on what the command is doing (which model, which data): stderr, dim."""
-    err_console.print(f"[dim]{message}[/dim]", markup=True, soft_wrap=True)
+    """A note on what the command is doing (which model, which data): stderr, dim, literal."""
+    err_console.print(Text(one_line(message), style="dim"), soft_wrap=True)
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    """One line naming the problem and the fix, then a non-zero exit; never a traceback."""
-    err_console.print(f"[bold red]error:[/bold red] {message}", markup=True, soft_wrap=True, highlight=False)
+    """One line naming the problem and the fix, then a non-zero exit; never a traceback.
+    The message is printed literally: user text in it is never read as markup."""
+    err_console.print(Text.assemble(ERROR_PREFIX, " ", one_line(message)), soft_wrap=True)
     raise typer.Exit(code)
 
 
+def stop_on_interrupt(signum: int, frame: object) -> None:
+    """SIGINT outside a command's body (start-up, typer's parsing): one line, exit 130.
+    Nothing has been written yet, so there is nothing to keep."""
+    sys.stderr.write(f"error: {INTERRUPTED_AT_START}\n")
+    sys.stderr.flush()
+    raise SystemExit(INTERRUPTED)
+
+
+def _set_sigint(handler: Callable | int) -> None:
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, handler)
+
+
 def user_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn the package's MicrogptError into a one-line message and exit 1; Ctrl-C into exit 130."""
+    """Turn the package's MicrogptError into a one-line message and exit 1; Ctrl-C into exit 130.
+
+    ``mgx`` (``cli.main.run``) stops on Ctrl-C during start-up with one line; once a command's
+    body runs, Ctrl-C raises KeyboardInterrupt again, so the body can keep what it has
+    (training saves its checkpoint) before it exits. After the body, the command has done
+    its work and only exits: a late Ctrl-C no longer stops it."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         from microgpt.errors import MicrogptError
 
+        started_by_run = signal.getsignal(signal.SIGINT) is stop_on_interrupt
         try:
+            if started_by_run:
+                _set_sigint(signal.default_int_handler)
             return command(*args, **kwargs)
         except MicrogptError as e:
             fail(str(e))
         except KeyboardInterrupt:
-            fail("interrupted", code=130)
+            fail("interrupted (Ctrl-C); no file is left half-written", code=INTERRUPTED)
+        finally:
+            if started_by_run:
+                _set_sigint(signal.SIG_IGN)
 
     return wrapper
 
