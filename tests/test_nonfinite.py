@@ -206,4 +206,3 @@ def test_both_granularities_give_the_same_non_finite_loss() -> None:
     atomic = token_graph(model, spec, granularity="atomic").root.data
     fused = token_graph(model, spec, granularity="fused").root.data
     assert text(atomic) == text(fused)
-
