@@ -51,6 +51,8 @@ class Group(TyperGroup):
         return _without_flag_metavars(super().get_params(ctx))
 
 
+MIN_TEMPERATURE = 1e-6  # below it logits / T can overflow; by then sampling is greedy anyway
+
 app = typer.Typer(
     cls=Group,
     no_args_is_help=True,
@@ -130,6 +132,11 @@ def sample(
         fail(f"--num must be at least 1, got {num}")
     if not temperature > 0:
         fail(f"--temperature must be a positive number, got {temperature}")
+    if temperature < MIN_TEMPERATURE:  # logits / T would overflow to inf, and the draw fail
+        fail(
+            f"--temperature must be at least {MIN_TEMPERATURE:g}, got {temperature:g}: "
+            "a temperature that small picks the likeliest letter, as 0.01 already does"
+        )
     loaded = load_model(checkpoint, data)
     rng = loaded.rng if seed is None else random.Random(seed)
     if seed is None:
@@ -214,7 +221,12 @@ def stats(
 @app.command(cls=Command)
 @user_errors
 def inspect(
-    pattern: Annotated[str, typer.Argument(help="Tag pattern: attn.h0, layer*.mlp.pre, attn.h[01].q, layer0.attn.wq[3,5], k@pos0 (README: Patterns).")],
+    pattern: Annotated[
+        str,
+        typer.Argument(
+            help="Tag pattern: attn.h0, layer*.mlp.pre, attn.h[01].q, layer0.attn.wq[3,5], k@pos0 (README: Patterns)."
+        ),
+    ],
     op: Annotated[str | None, typer.Option(help="Keep only nodes made by this op (dot, exp, add, param ...).")] = None,
     limit: Annotated[int, typer.Option(help="Entries shown per group (0: all); the rest are counted.")] = 10,
     sort: Annotated[str, typer.Option(help="order (the graph's), grad or data (largest first), or id.")] = "order",

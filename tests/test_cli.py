@@ -190,3 +190,121 @@ def test_the_readme_flow_reproduces_the_reference_run(workdir: Path) -> None:
     result = mgx("sample", "--num", "20", "--temperature", "0.5")
     assert result.exit_code == 0, result.output
     assert result.stdout.split() == (SHARED / "reference" / "samples.txt").read_text().split()
+
+
+# -- user text is printed literally (defect 1) ----------------------------------------------
+def error_line(result) -> str:
+    """The one error line of a failed command; its other stderr lines are notes, never a traceback."""
+    assert result.exit_code != 0, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and result.stderr.splitlines()[-1] == errors[0], result.stderr
+    return errors[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "literal"),
+    [
+        (["inspect", "[/x]"], "pattern '[/x]' matches no node"),
+        (["sample", "-c", "[/x].json"], "checkpoint [/x].json does not exist"),
+        (["graph", "--token", "[/]", "-o", "g.dot"], "token '[/]' is not in the vocabulary"),
+        (["graph", "-o", "[/a]/g.svg"], "directory [/a] does not exist"),
+        (["train", "--data", "names[v2].txt"], "data file names[v2].txt does not exist"),
+        (["inspect", "wq[3"], "an optional [index] and @posN"),
+        (["inspect", "h0", "--word", "[bold]x"], "'[]' in '[bold]x' is not in the vocabulary"),
+        (["step", "--print", "1", "--until", "op:[red]"], "op '[red]'"),
+    ],
+)
+def test_user_text_in_an_error_is_printed_literally(workdir: Path, args: list[str], literal: str) -> None:
+    assert literal in error_line(mgx(*args))
+
+
+def test_a_control_character_in_a_file_name_keeps_the_error_on_one_line(workdir: Path) -> None:
+    line = error_line(mgx("sample", "-c", "a\nb\x1b[31m.json"))
+    assert "checkpoint a\\nb\\x1b[31m.json does not exist" in line
+
+
+def test_notes_and_sampled_names_are_printed_literally(workdir: Path) -> None:
+    """A data file named with markup, holding names made of markup characters."""
+    (workdir / "[bold]names.txt").write_text("[/]\n[/]]\n")
+    result = mgx("sample", "--data", "[bold]names.txt", "--num", "30", "--seed", "1")
+    assert result.exit_code == 0, result.output
+    assert "vocabulary from [bold]names.txt" in result.stderr
+    names = result.stdout.splitlines()
+    assert len(names) == 30 and all(set(name) <= set("[/]") for name in names)
+    assert any("[/]" in name for name in names)  # a closing tag that closes nothing, to rich markup
+
+
+def test_the_output_helpers_print_literally_on_one_line() -> None:
+    from cli.output import one_line, plural
+
+    assert one_line("[/x] ok") == "[/x] ok"
+    assert one_line("a\nb\r\x1b\u2028") == "a\\nb\\r\\x1b\\u2028"
+    assert (plural(1, "document"), plural(2, "document"), plural(1234, "node")) == (
+        "1 document",
+        "2 documents",
+        "1,234 nodes",
+    )
+    assert plural(1, "entry", "entries") + " " + plural(0, "entry", "entries") == "1 entry 0 entries"
+
+
+# -- options a user gets wrong (defects 7 and 10) -------------------------------------------
+@pytest.mark.parametrize("command", ["graph", "stats", "inspect", "step"])
+def test_an_empty_word_is_refused(workdir: Path, command: str) -> None:
+    args = {"graph": ["-o", "g.dot"], "inspect": ["h0"], "step": ["--print", "1"]}.get(command, [])
+    line = error_line(mgx(command, *args, "--word", ""))
+    assert "--word is empty" in line and "--word emma" in line
+    assert not (workdir / "g.dot").exists()
+
+
+def test_a_word_outside_the_vocabulary_names_the_characters(workdir: Path) -> None:
+    line = error_line(mgx("inspect", "h0", "--word", "Zoë"))
+    assert "'Zë' in 'Zoë' is not in the vocabulary" in line
+
+
+def test_a_temperature_too_small_to_divide_by_is_refused(workdir: Path) -> None:
+    line = error_line(mgx("sample", "--temperature", "1e-320"))
+    assert "--temperature must be at least 1e-06" in line
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["sample"], ["graph"], ["stats"], ["inspect"], ["step"]])
+def test_help_shows_no_metavar_on_flags(command: list[str]) -> None:
+    result = mgx(*command, "--help")
+    assert result.exit_code == 0, result.output
+    assert "<bool>" not in result.stdout and "--help" in result.stdout
+    if command == ["train"]:
+        assert "--no-resume" not in result.stdout
+
+
+# -- Ctrl-C before a command's body runs (defect 5) -------------------------------------------
+INTERRUPT_AT_IMPORT = """
+import builtins
+real_import = builtins.__import__
+def interrupted_import(name, *args, **kwargs):
+    if name == "typer":
+        raise KeyboardInterrupt
+    return real_import(name, *args, **kwargs)
+builtins.__import__ = interrupted_import
+from cli.main import run
+"""
+INTERRUPT_WHILE_PARSING = """
+import os, signal, sys
+from typer.core import TyperGroup
+real_make_context = TyperGroup.make_context
+def make_context(self, *args, **kwargs):
+    os.kill(os.getpid(), signal.SIGINT)  # as if Ctrl-C came while typer reads the command line
+    return real_make_context(self, *args, **kwargs)
+TyperGroup.make_context = make_context
+from cli.main import run
+sys.argv = ["mgx", "stats"]
+run()
+"""
+
+
+@pytest.mark.parametrize("script", [INTERRUPT_AT_IMPORT, INTERRUPT_WHILE_PARSING], ids=["imports", "parsing"])
+def test_ctrl_c_during_start_up_is_one_line_and_exit_130(script: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 130, result.stderr
+    assert result.stderr == "error: interrupted before the command started; nothing was written\n"
+    assert result.stdout == ""

@@ -87,10 +87,52 @@ def test_op_filter_and_match_all(trace: Trace) -> None:
     assert select(trace, "mlp", op="relu") == [i for i in select(trace, "mlp") if trace.nodes[i].op.name == "relu"]
 
 
-@pytest.mark.parametrize("bad", ["attn..h0", "wq[3", "attn@posx", ".attn"])
-def test_malformed_patterns_are_named_with_examples(bad: str) -> None:
-    with pytest.raises(MicrogptError, match="is not valid"):
+def test_a_bracket_group_inside_the_path_is_a_glob_character_class(trace: Trace) -> None:
+    """README, Patterns: a [..] followed by more of its segment or by "." is a glob."""
+    assert tags(trace, "attn.h[01].q") == tags(trace, "attn.h0.q") | tags(trace, "attn.h1.q")
+    assert tags(trace, "attn.h[01].q")
+    assert tags(trace, "layer[0].attn") == tags(trace, "layer0.attn") != set()
+    assert tags(trace, "layer[!0].mlp.pre") == tags(trace, "layer1.mlp.pre") != set()
+    assert tags(trace, "attn.h[1].score@pos3") == tags(trace, "attn.h1.score@pos3") != set()
+    assert Pattern.parse("attn.h[01].q") == Pattern("attn.h[01].q", ("attn", "h[01]", "q"), None, None)
+
+
+def test_a_bracket_group_that_ends_the_path_is_the_element_index(trace: Trace) -> None:
+    """The other side of the rule: at the end of the pattern, or just before @pos, [..] is the index."""
+    assert Pattern.parse("attn.h[01]") == Pattern("attn.h[01]", ("attn", "h"), "01", None)
+    assert Pattern.parse("q[1]@pos3") == Pattern("q[1]@pos3", ("q",), "1", (3, 3))
+    both = Pattern.parse("attn.h[01].q[*]")  # a glob segment and an index
+    assert (both.segments, both.index) == (("attn", "h[01]", "q"), "*")
+    assert tags(trace, "attn.h[01].q[*]") == {t for t in tags(trace, "attn.h[01].q") if parse_tag(t).index}
+    assert tags(trace, "wq[[0-1],5]") == {f"layer{i}.attn.wq[{r},5]" for i in range(2) for r in range(2)}
+    assert tags(trace, "wq[3, 5]") == tags(trace, "wq[3,5]")  # spaces in an index are dropped
+    # the index reading of attn.h[01] matches nothing; the error names the glob to write instead
+    assert tags(trace, "attn.h[01]") == set()
+    assert tags(trace, "attn.h[01].*") == tags(trace, "attn.h0") | tags(trace, "attn.h1")
+    with pytest.raises(MicrogptError, match=r"last \[01\] is read as an element index.*write attn\.h\[01\]\.\*@pos3"):
+        select_or_explain(trace, "attn.h[01]@pos3")
+
+
+@pytest.mark.parametrize(
+    ("bad", "why"),
+    [
+        ("attn..h0", "a segment is empty"),
+        (".attn", "a segment is empty"),
+        ("attn.", "a segment is empty"),
+        ("wq[3", "the '[' at character 3 is not closed"),
+        ("attn.h[01.q", "the '[' at character 7 is not closed"),
+        ("wq]", "the ']' at character 3 closes no '['"),
+        ("wq[]", "the [index] is empty"),
+        ("attn@posx", "after '@' write posN"),
+        ("attn@pos1@pos2", "after '@' write posN"),
+        ("k@pos3-1", "@pos3-1 is an empty range (did you mean @pos1-3?)"),
+    ],
+)
+def test_malformed_patterns_say_why_with_examples(bad: str, why: str) -> None:
+    with pytest.raises(MicrogptError, match="is not valid") as raised:
         Pattern.parse(bad)
+    assert why in str(raised.value)
+    assert "an optional [index] and @posN" in str(raised.value)
 
 
 def test_a_pattern_matching_nothing_suggests_near_names(trace: Trace) -> None:
