@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -76,14 +77,15 @@ def counted(indices: list[int]) -> list[tuple[int, int]]:
 
 @dataclass
 class Section:
-    """A list in a panel: a header line, items (each one or more lines), and how many items there
-    are in all (a builder may stop early once no more could be shown); items that do not fit
-    become one "… N more" line."""
+    """A list in a panel: header lines, items (each one or more lines), and how many items there
+    are in all (a builder may stop early once no more could be shown). Items that do not fit
+    become one "… N more" line, unless none fit and the header already gives the count."""
 
     header: list[Text]
     items: list[list[Text]]
     total: int
     noun: tuple[str, str]  # singular and plural: "… 1 more update", "… 3 more updates"
+    header_counts: bool = True  # the header states ``total``
 
 
 class Panel(VerticalScroll):
@@ -114,6 +116,7 @@ class StepApp(App[None]):
     CSS = """
     #progress { height: 1; background: $boost; padding: 0 1; }
     #main { height: 1fr; }
+    Panel { scrollbar-gutter: stable; scrollbar-size-vertical: 1; }  /* the width lists are fitted to */
     #current-box { width: 3fr; border: round $primary; }
     #side { width: 2fr; }
     #neighbours-box { height: 3fr; border: round $secondary; }
@@ -218,8 +221,8 @@ class StepApp(App[None]):
 
     def _fit(self, box: str, head: list[Text], sections: list[Section], tail: list[Text]) -> Text:
         """The panel's lines: head, each section cut to what the panel shows (the rest counted on
-        a "… N more" line; the room is shared out evenly, a short list giving its spare to the
-        others), then tail. Lines are measured as the panel wraps them."""
+        a "… N more" line, the room shared out evenly), then tail. Lines are measured as the
+        panel wraps them."""
         room = self._room(box)
         if room is None:  # not laid out yet: everything (refreshed once it is)
             return _join(head, sections, [len(s.items) for s in sections], tail)
@@ -230,20 +233,7 @@ class StepApp(App[None]):
             return sum(Content.from_rich_text(t).get_height(rules, width) for t in lines)
 
         free = height - rows(head) - rows(tail) - sum(rows(s.header) for s in sections)
-        sizes = [[rows(item) for item in s.items] for s in sections]
-        needs = [sum(size) + (1 if s.total > len(s.items) else 0) for s, size in zip(sections, sizes)]
-        shares = _share(free, needs)
-        shown = []
-        for s, size, share in zip(sections, sizes, shares):
-            if len(s.items) == s.total and sum(size) <= share:
-                shown.append(len(s.items))
-                continue
-            used, k = 0, 0
-            while k < len(size) and used + size[k] <= share - 1:  # one row for "… N more"
-                used += size[k]
-                k += 1
-            shown.append(k)
-        return _join(head, sections, shown, tail)
+        return _join(head, sections, _fill(free, sections, rows), tail)
 
     def _current_text(self) -> Text:
         st = self.stepper
@@ -287,7 +277,7 @@ class StepApp(App[None]):
             for u in rec.updates
         ]
         header = [Text("child.grad += local ∂ × node.grad", style="bold")]
-        section = Section(header, updates, len(updates), ("update", "updates"))
+        section = Section(header, updates, len(updates), ("update", "updates"), header_counts=False)
         if st.next_node is not None:
             tail = [Text(""), Text(f"next: {trace.ids[st.next_node]}", style="dim")]
         else:
@@ -343,18 +333,21 @@ class StepApp(App[None]):
             kinds = Counter(fmt(g) for _, g in bad)
             summary = ", ".join(f"{kinds[k]} {k}" for k in ("nan", "inf", "-inf") if kinds[k])
             items = [[line(number(g, width=12), f"  {ids[i]}")] for i, g in bad[:cap]]
-            header = Text(f"non-finite grads: {summary}", style=NONFINITE)
-            sections.append(Section([header], items, len(bad), ("non-finite grad", "non-finite grads")))
+            header = Text(f"non-finite: {summary}", style=NONFINITE)
+            sections.append(Section([header], items, len(bad), ("non-finite", "non-finite")))
         ranked = sum(1 for g in st.grads if g != 0 and math.isfinite(g))
         items = [[line(number(g, width=12), f"  {ids[i]}")] for i, g in st.largest(min(LARGEST_SHOWN, cap))]
-        sections.append(Section([], items, min(ranked, LARGEST_SHOWN), ("grad", "grads")))
-        if st.breakpoints:
-            header = Text(f"breakpoints ({len(st.breakpoints)})", style="bold")
-            items = [[line(f"  {bp}")] for bp in st.breakpoints]
-            sections.append(Section([header], items, len(items), ("breakpoint", "breakpoints")))
+        if bad:  # two lists: say which is which
+            header = [Text(f"finite grads: {ranked} non-zero", style="bold")]
+            sections.append(Section(header, items, min(ranked, LARGEST_SHOWN), ("grad", "grads")))
         else:
-            header = line(Text("breakpoints: ", style="bold"), "none (t or B to add)")
-            sections.append(Section([header], [], 0, ("", "")))
+            sections.append(Section([], items, min(ranked, LARGEST_SHOWN), ("grad", "grads"), header_counts=False))
+        if st.breakpoints:
+            header = [Text(f"breakpoints ({len(st.breakpoints)})", style="bold")]
+            items = [[line(f"  {bp}")] for bp in st.breakpoints]
+            sections.append(Section(header, items, len(items), ("breakpoint", "breakpoints")))
+        else:
+            sections.append(Section([Text("no breakpoints (t or B adds)", style="bold")], [], 0, ("", "")))
         return self._fit("largest-box", [], sections, [])
 
     # -- actions -----------------------------------------------------------------------
@@ -454,16 +447,40 @@ class StepApp(App[None]):
             self.show(str(e), error=True)
 
 
-def _share(free: int, needs: list[int]) -> list[int]:
-    """Share ``free`` rows out among lists needing ``needs``: evenly, a list needing less than
-    its share giving the rest to the others."""
-    shares = [0] * len(needs)
-    left = sorted(range(len(needs)), key=lambda k: needs[k])
-    while left:
-        k = left.pop(0)
-        shares[k] = min(needs[k], max(0, free) // (len(left) + 1))
-        free -= shares[k]
-    return shares
+def _more_line(section: Section, shown: int) -> Text | None:
+    """The line that ends a section showing ``shown`` items: "… N more", or None."""
+    left = section.total - shown
+    if not left or (not shown and section.header_counts):
+        return None
+    noun = section.noun[0] if left == 1 else section.noun[1]
+    return Text(f"  … {left} more {noun}" if shown else f"  … {left} {noun}", style="dim")
+
+
+def _fill(free: int, sections: list[Section], rows: Callable[[list[Text]], int]) -> list[int]:
+    """How many items of each section fit in ``free`` rows (``rows`` measures lines as the panel
+    wraps them): one item at a time to each list in turn, so a long list does not crowd out the
+    others; the "… N more" line counts too."""
+    sizes = [[rows(item) for item in s.items] for s in sections]
+    shown = [0] * len(sections)
+
+    def cost(j: int, k: int) -> int:
+        more = _more_line(sections[j], k)
+        return sum(sizes[j][:k]) + (rows([more]) if more is not None else 0)
+
+    used = sum(cost(j, 0) for j in range(len(sections)))
+    growing = [j for j in range(len(sections)) if sizes[j]]
+    while growing:
+        for j in list(growing):
+            k = shown[j]
+            extra = cost(j, k + 1) - cost(j, k)
+            if used + extra > free:
+                growing.remove(j)
+                continue
+            used += extra
+            shown[j] = k + 1
+            if shown[j] == len(sizes[j]):
+                growing.remove(j)
+    return shown
 
 
 def _join(head: list[Text], sections: list[Section], shown: list[int], tail: list[Text]) -> Text:
@@ -472,8 +489,8 @@ def _join(head: list[Text], sections: list[Section], shown: list[int], tail: lis
         lines += s.header
         for item in s.items[:k]:
             lines += item
-        if s.total > k:
-            more = s.total - k
-            lines.append(Text(f"  … {more} more {s.noun[0] if more == 1 else s.noun[1]}", style="dim"))
+        more = _more_line(s, k)
+        if more is not None:
+            lines.append(more)
     lines += tail
     return Text("\n").join(lines)

@@ -614,6 +614,24 @@ def strict_json(line: str) -> dict:
     return json.loads(line, parse_constant=refuse)
 
 
+@pytest.mark.parametrize("granularity", ["fused", "atomic"])
+@pytest.mark.parametrize("change", [nan_weight, huge_weights])
+def test_end_state_equals_backward_on_non_finite_models(change, granularity: str) -> None:
+    def graph():
+        run = tiny_run()
+        change(run.model)
+        spec = resolve_token(run.tokenizer, 8, word="emma", pos=2)
+        return token_graph(run.model, spec, granularity=granularity, backward=False)
+
+    st = Stepper(Trace(graph().root))
+    st.finish()
+    root = graph().root
+    root.backward()
+    expected = [node.grad for node in Trace(root).nodes]
+    assert [repr(g) for g in st.grads] == [repr(g) for g in expected]  # nan == nan, as text
+    assert st.nonfinite_grads()
+
+
 def test_print_and_json_show_nan(tmp_path: Path) -> None:
     path = poisoned_checkpoint(tmp_path, nan_weight)
     text = mgx("--checkpoint", str(path), "--pos", "2", "--print", "3")
@@ -819,11 +837,12 @@ def test_app_b_removes_a_breakpoint_already_set() -> None:
     run_app(app, (120, 40), script)
 
 
-def test_app_shows_non_finite_values_flagged() -> None:
+@pytest.mark.parametrize(("change", "loss"), [(nan_weight, "nan"), (huge_weights, "inf")])
+def test_app_shows_non_finite_values_flagged(change, loss: str) -> None:
     from cli.step_app import NONFINITE
 
     run = tiny_run()
-    run.model.weights["lm_head"][0][0].data = float("nan")
+    change(run.model)
     spec = resolve_token(run.tokenizer, 8, word="emma", pos=2)
     app = app_for(Stepper(Trace(token_graph(run.model, spec, backward=False).root)))
     st = app.stepper
@@ -833,14 +852,23 @@ def test_app_shows_non_finite_values_flagged() -> None:
         return {text.plain[span.start : span.end] for span in text.spans if span.style == NONFINITE}
 
     async def script(pilot) -> None:
-        assert "nan" in flagged("current")  # the loss, before the first step
+        assert loss in flagged("current")  # the loss, before the first step
         await pilot.press("B", *"nonfinite", "enter", "c")
         assert st.done == 1 and "stopped at breakpoint: non-finite value" in app.texts["status"]
-        assert "data  nan" in app.texts["current"] and "nan" in flagged("current")
+        assert f"data  {loss}" in app.texts["current"] and loss in flagged("current")
         await pilot.press("n", "n")
-        assert "nan" in flagged("neighbours")
-        assert "non-finite grads: " in app.texts["largest"] and "nan" in flagged("largest")
+        assert flagged("neighbours")
+        assert "non-finite: " in app.texts["largest"] and flagged("largest") & {"nan", "inf", "-inf"}
+        assert "1" in app.texts["largest"]  # the loss's finite grad is still ranked
         await pilot.press("c", "c")
-        assert st.done == 5  # nonfinite stops at every step once the nan has spread
+        assert st.done == 5  # nonfinite stops at every step once the value has spread
+        await pilot.press("B", *"nonfinite", "enter", "c")
+        assert st.finished  # no breakpoint left: to the end, through every non-finite step
+        assert app.texts["current"].endswith("backward finished: every grad equals backward()'s")
+        await pilot.resize_terminal(80, 20)  # the smallest screen: every list cut to fit, counted
+        await pilot.pause()
+        for box in ("current-box", "neighbours-box", "largest-box"):
+            assert app.query_one(f"#{box}").max_scroll_y == 0, box
+        assert "more non-finite" in app.texts["largest"]
 
     run_app(app, (120, 40), script)
