@@ -26,7 +26,7 @@ from viz.step import Breakpoint, Stepper, fmt
 
 LARGEST_SHOWN = 10  # the largest finite |grad|s ranked (fewer when the panel is short)
 NONFINITE = "bold red"  # nan, inf and -inf, wherever a number is shown
-HINT = "n step · b back · o over group · c continue · j jump · t/B breakpoints · ? help · q quit"
+IDLE = ""  # the status line between messages: the footer lists the keys
 FINISHED = "backward is finished: b steps back, j jumps, q quits"
 
 HELP = """\
@@ -113,6 +113,7 @@ class HelpScreen(ModalScreen[None]):
 class StepApp(App[None]):
     TITLE = "mgx step"
     AUTO_FOCUS = None  # keys go to the app's bindings until the prompt opens
+    ENABLE_COMMAND_PALETTE = False  # ctrl+p would open Textual's own commands; the footer needs the room
     CSS = """
     #progress { height: 1; background: $boost; padding: 0 1; }
     #main { height: 1fr; }
@@ -121,18 +122,18 @@ class StepApp(App[None]):
     #side { width: 2fr; }
     #neighbours-box { height: 3fr; border: round $secondary; }
     #largest-box { height: 2fr; border: round $secondary; }
-    #status { height: 1; padding: 0 1; }
+    #status { height: auto; min-height: 1; max-height: 3; padding: 0 1; }
     #prompt { display: none; }
     #too-small { display: none; padding: 1 2; }
     """
     BINDINGS: ClassVar = [
         Binding("n,space,right", "step", "step"),
         Binding("b,left", "back", "back"),
-        Binding("o", "over", "over group"),
+        Binding("o", "over", "over"),
         Binding("c", "continue", "continue"),
         Binding("j", "jump", "jump"),
-        Binding("t", "toggle", "toggle bp"),
-        Binding("B", "add_breakpoint", "add bp"),
+        Binding("t", "toggle", "tag bp"),
+        Binding("B", "add_breakpoint", "bp"),
         Binding("question_mark", "help", "help"),
         Binding("q", "quit", "quit"),
         Binding("ctrl+c", "quit", "quit", show=False, priority=True),
@@ -201,9 +202,9 @@ class StepApp(App[None]):
     def set_status(self, message: str, error: bool = False) -> None:
         self._set("status", Text(message, style="bold red" if error else "dim"))
 
-    def show(self, message: str = HINT, error: bool = False) -> None:
+    def show(self, message: str = IDLE, error: bool = False) -> None:
         """Redraw after an action: every panel, and the status line with this action's message
-        (the key hints when it has none), so no message outlives the action that wrote it."""
+        (blank when it has none), so no message outlives the action that wrote it."""
         self.refresh_panels()
         self.set_status(message, error)
 
@@ -395,10 +396,10 @@ class StepApp(App[None]):
             self.show(f"breakpoint {'set' if on else 'removed'}: {bp}")
 
     def action_jump(self) -> None:
-        self._open_prompt("jump", "node id or tag pattern (e.g. attn.h0, logits[3]@pos0); enter jumps, escape cancels")
+        self._open_prompt("jump", "node id or tag pattern, e.g. attn.h0 or logits[3]@pos0 (escape cancels)")
 
     def action_add_breakpoint(self) -> None:
-        self._open_prompt("break", "breakpoint: tag pattern, op:NAME, nonfinite or grad>X; escape cancels")
+        self._open_prompt("break", "breakpoint to toggle: tag pattern, op:NAME, nonfinite or grad>X")
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

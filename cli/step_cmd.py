@@ -66,6 +66,8 @@ def run_step(
         stepper.add_breakpoint(bp)  # a pattern or op that matches nothing fails here, with suggestions
         first = stepper.run_until([bp])
         if first is None:
+            if bp.kind == "nonfinite":
+                fail("every value and grad of this graph is finite: --until nonfinite never stops")
             fail(f"backward finished without reaching --until {until!r}: no step hits it in this graph")
 
     if print_steps is not None:

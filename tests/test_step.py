@@ -250,6 +250,21 @@ def test_bad_breakpoints_are_refused(text: str, message: str) -> None:
         Breakpoint.parse(text)
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("grad > 0.5", Breakpoint("grad", threshold=0.5)),
+        ("GRAD>2", Breakpoint("grad", threshold=2.0)),
+        ("op: exp", Breakpoint("op", "exp")),
+        ("Op:mul", Breakpoint("op", "mul")),
+        ("NonFinite", Breakpoint("nonfinite")),
+        ("  nonfinite ", Breakpoint("nonfinite")),
+    ],
+)
+def test_breakpoint_keywords_take_any_case_and_spaces(text: str, expected: Breakpoint) -> None:
+    assert Breakpoint.parse(text) == expected
+
+
 def test_breakpoints_that_match_nothing_are_refused_with_a_hint() -> None:
     st = stepper_for()
     with pytest.raises(MicrogptError, match="did you mean"):
@@ -382,6 +397,7 @@ def test_json_with_until_starts_at_the_hit(tiny_checkpoint: Path) -> None:
         (["--until", "grad>abc", "--print", "2"], "is not a number"),
         (["--until", "grad>1e300", "--print", "2"], "backward finished without reaching"),
         (["--until", "op:tanh", "--print", "1"], "the ops here are"),
+        (["--until", "nonfinite", "--print", "1"], "every value and grad of this graph is finite"),
         (["--print", "0"], "--print must be at least 1"),
         (["--json"], "add --print N"),
         (["--granularity", "coarse", "--print", "1"], "--granularity must be atomic or fused"),
@@ -709,7 +725,7 @@ def test_app_over_names_the_group_it_finished() -> None:
 
 
 def test_app_status_lines_do_not_outlive_their_action() -> None:
-    from cli.step_app import HINT
+    from cli.step_app import IDLE
 
     app = make_app()
     st = app.stepper
@@ -718,18 +734,18 @@ def test_app_status_lines_do_not_outlive_their_action() -> None:
         await pilot.press("B", *"op:exp", "enter", "c")
         assert "stopped at breakpoint" in app.texts["status"]
         await pilot.press("n")
-        assert app.texts["status"] == HINT
+        assert app.texts["status"] == IDLE
         await pilot.press("B", *"grad>x", "enter")
         assert "is not a number" in app.texts["status"]
         await pilot.press("b")
-        assert app.texts["status"] == HINT
+        assert app.texts["status"] == IDLE
         await pilot.press("t", "n")
-        assert app.texts["status"] == HINT
+        assert app.texts["status"] == IDLE
         st.goto(0)
         await pilot.press("b")
         assert app.texts["status"] == "at the start: nothing to undo"
         await pilot.press("n")
-        assert app.texts["status"] == HINT
+        assert app.texts["status"] == IDLE
 
     run_app(app, (120, 40), script)
 
@@ -872,3 +888,20 @@ def test_app_shows_non_finite_values_flagged(change, loss: str) -> None:
         assert "more non-finite" in app.texts["largest"]
 
     run_app(app, (120, 40), script)
+
+
+def test_app_long_messages_wrap_and_every_key_fits_the_footer() -> None:
+    app = make_app()
+
+    async def script(pilot) -> None:
+        await pilot.press("j", *"a..b", "enter")
+        message = app.texts["status"]
+        assert len(message) > 80 and "try e.g. attn.h0 or logits[3]@pos0" in message
+        assert app.query_one("#status").size.height >= 2  # shown whole, not cut at the edge
+        await pilot.press("n")
+        assert app.query_one("#status").size.height == 1
+        keys = {key.key: key.region for key in app.query("FooterKey")}
+        assert {"n", "b", "o", "c", "j", "t", "B", "question_mark", "q"} <= set(keys)
+        assert all(region.right <= 80 for region in keys.values())  # q quit is on screen
+
+    run_app(app, (80, 20), script)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -87,19 +88,22 @@ class Breakpoint:
 
     @classmethod
     def parse(cls, text: str) -> Breakpoint:
-        """What a user types: ``op:mul``, ``nonfinite``, ``grad>0.5``, or a tag pattern."""
+        """What a user types: ``op:mul``, ``nonfinite``, ``grad>0.5``, or a tag pattern. The
+        keywords take any case and spaces around ``:`` and ``>`` (``grad > 0.5``, ``op: exp``)."""
         text = text.strip()
         if not text:
             raise MicrogptError("empty breakpoint: give a tag pattern, op:NAME, nonfinite or grad>X")
-        if text == "nonfinite":
+        if text.lower() == "nonfinite":
             return cls("nonfinite")
-        if text.startswith("op:"):
-            op = text[3:].strip()
+        op_form = _OP_FORM.fullmatch(text)
+        if op_form:
+            op = op_form[1].strip()
             if not op:
                 raise MicrogptError("breakpoint op: needs an op name, e.g. op:exp")
             return cls("op", op)
-        if text.startswith("grad>"):
-            raw = text[5:].strip()
+        grad_form = _GRAD_FORM.fullmatch(text)
+        if grad_form:
+            raw = grad_form[1].strip()
             try:
                 threshold = float(raw)
             except ValueError:
@@ -109,6 +113,10 @@ class Breakpoint:
             return cls("grad", threshold=threshold)
         Pattern.parse(text)  # raises a clear error for a malformed pattern
         return cls("pattern", text)
+
+
+_OP_FORM = re.compile(r"op\s*:(.*)", re.IGNORECASE | re.DOTALL)
+_GRAD_FORM = re.compile(r"grad\s*>(.*)", re.IGNORECASE | re.DOTALL)
 
 
 def _finite(x: float) -> bool:
