@@ -231,7 +231,7 @@ class StepApp(App[None]):
         rules = self.query_one(f"#{box} Static").styles
 
         def rows(lines: list[Text]) -> int:
-            return sum(Content.from_rich_text(t).get_height(rules, width) for t in lines)
+            return sum(1 if t.cell_len <= width else Content.from_rich_text(t).get_height(rules, width) for t in lines)
 
         free = height - rows(head) - rows(tail) - sum(rows(s.header) for s in sections)
         return _join(head, sections, _fill(free, sections, rows), tail)
