@@ -13,7 +13,7 @@ from microgpt.data import Tokenizer
 from microgpt.engine import EXP, Value
 from microgpt.graph import resolve_token, token_graph
 from microgpt.model import GPT, GRANULARITIES, GPTConfig
-from viz.check import ElementCheck, band, check_gradients
+from viz.check import ElementCheck, backward_origin, band, check_gradients, forward_origin
 from viz.trace import Trace
 
 
@@ -92,3 +92,59 @@ def test_the_numeric_gradient_agrees_with_the_analytic_one_on_a_two_layer_model(
     results = check_gradients(trace, params(trace))
     assert not [r for r in results if r.failed]
     assert sum(r.kink for r in results) < len(results) // 10
+
+
+# -- NaN origins ------------------------------------------------------------------------------
+@pytest.mark.parametrize("granularity", GRANULARITIES)
+def test_a_nan_weight_is_the_forward_origin_and_its_spread_is_counted(granularity: str) -> None:
+    model, _ = small_graph(granularity)
+    weight = model.weights["layer0.mlp.fc1"][3][2]
+    weight.data = math.nan
+    _, trace = small_graph_of(model, granularity)
+    origin = forward_origin(trace)
+    assert origin is not None and trace.nodes[origin.node] is weight
+    assert origin.origins == 1 and origin.reached_root
+    assert "layer0.mlp.pre@pos3" in origin.groups and origin.non_finite > 10
+    assert backward_origin(trace) is not None  # NaN data gives NaN local derivatives
+
+
+def small_graph_of(model: GPT, granularity: str, pos: int = 3) -> tuple[GPT, Trace]:
+    tokenizer = Tokenizer("aemo")
+    spec = resolve_token(tokenizer, model.config.block_size, word="emma", pos=pos)
+    return model, Trace(token_graph(model, spec, granularity=granularity).root)
+
+
+@pytest.mark.parametrize("granularity", GRANULARITIES)
+def test_an_underflowing_probability_is_traced_to_the_log_in_both_passes(granularity: str) -> None:
+    from test_nonfinite import underflowing_model
+
+    model, tokenizer = underflowing_model()
+    for target in ("a", "e", "m", "BOS"):
+        spec = resolve_token(tokenizer, model.config.block_size, word="emma", pos=1, target=target)
+        trace = Trace(token_graph(model, spec, granularity=granularity).root)
+        if math.isinf(trace.nodes[-1].data):
+            break
+    forward = forward_origin(trace)
+    assert forward is not None
+    assert trace.nodes[forward.node].op.name == "log" and trace.ids[forward.node].startswith("loss@pos1")
+    backward = backward_origin(trace)
+    assert backward is not None and backward.reason == "local derivative"
+    assert trace.nodes[backward.parent].op.name == "log" and backward.local_grad == math.inf
+    assert trace.ids[backward.child].startswith("probs[")
+
+
+def test_a_backward_only_overflow_is_found_where_the_forward_is_finite() -> None:
+    x = Value(1e-320)  # a subnormal: log(x) is finite, its derivative 1/x overflows
+    y = Value(2.0)
+    root = (x.log() * y) + y
+    root.backward()
+    trace = Trace(root)
+    assert forward_origin(trace) is None
+    origin = backward_origin(trace)
+    assert origin is not None and origin.reason == "local derivative"
+    assert trace.nodes[origin.child] is x and origin.local_grad == math.inf
+
+
+def test_a_finite_graph_has_no_origins() -> None:
+    _, trace = small_graph("fused")
+    assert forward_origin(trace) is None and backward_origin(trace) is None
