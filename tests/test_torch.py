@@ -193,3 +193,31 @@ def test_fifty_steps_of_a_two_layer_model_equal_pytorch_loss_by_loss_and_weight_
         ours_t = torch.tensor(matrix, dtype=torch.float64)
         difference = (ours_t - torch_weights[name]).norm().item()
         assert difference <= 1e-9 * torch_weights[name].norm().item(), name
+
+
+@pytest.mark.parametrize("granularity", ["atomic", "fused"])
+def test_finite_differences_on_the_replay_agree_with_pytorch(granularity: str) -> None:
+    from microgpt.graph import word_graph
+    from viz.check import check_gradients
+    from viz.trace import Trace
+
+    config = GPTConfig(vocab_size=7, n_layer=2, n_embd=8, n_head=2, block_size=8)
+    rng = random.Random(1)
+    model = GPT.initialise(config, rng)
+    tokens = [rng.randrange(7) for _ in range(6)]
+    trace = Trace(word_graph(model, tokens, granularity=granularity))
+    weights = {
+        name: torch.tensor(matrix, dtype=torch.float64, requires_grad=True)
+        for name, matrix in model.weight_data().items()
+    }
+    torch_loss(config, weights, tokens).backward()
+    torch_grad = {p.tag: weights[name].grad[i, j].item() for name, matrix in model.weights.items()
+                  for i, row in enumerate(matrix) for j, p in enumerate(row)}  # fmt: skip
+    selection = [i for i, node in enumerate(trace.nodes) if node.op.name == "param"]
+    results = check_gradients(trace, selection)
+    disagree = [
+        (trace.ids[r.node], r.numeric, torch_grad[trace.nodes[r.node].tag])
+        for r in results
+        if not r.kink and abs(r.numeric - torch_grad[trace.nodes[r.node].tag]) > 1e-5 + 1e-3 * abs(r.numeric)
+    ]
+    assert len(results) > 500 and disagree == []

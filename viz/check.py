@@ -102,3 +102,74 @@ def check_gradients(
         if on_progress is not None:
             on_progress(done + 1, len(selection))
     return out
+
+
+# -- where a NaN or an infinity was born ------------------------------------------------------
+@dataclass(frozen=True)
+class ForwardOrigin:
+    """The first node, in graph order (every node after its inputs: an order the forward pass
+    could have computed them in), whose data is not finite; its inputs are all finite."""
+
+    node: int
+    non_finite: int  # nodes whose data is not finite
+    origins: int  # nodes with finite inputs and a non-finite output (the first is ``node``)
+    groups: list[str]  # tensor groups holding a non-finite value, in graph order
+    reached_root: bool
+
+
+@dataclass(frozen=True)
+class BackwardOrigin:
+    """The first edge, in the order backward applies them, where the chain rule made a
+    finite grad non-finite: a local derivative that is not finite, or a product or sum of
+    finite numbers that overflowed."""
+
+    child: int
+    parent: int
+    slot: int
+    local_grad: float
+    upstream: float  # the parent's grad
+    before: float  # the child's grad before this edge
+    after: float  # and after it
+    reason: str  # "local derivative", "product overflowed", "sum overflowed"
+
+
+def forward_origin(trace: Trace) -> ForwardOrigin | None:
+    """None when every node's data is finite. A constant is not an origin when something
+    else is: its value was computed outside the graph from values in it (softmax's shift is
+    the largest logit, NaN when every logit is)."""
+    nodes = trace.nodes
+    bad = [not math.isfinite(node.data) for node in nodes]
+    if not any(bad):
+        return None
+    born = [i for i, b in enumerate(bad) if b and not any(bad[e.child] for e in trace.inputs[i])]
+    computed = [i for i in born if nodes[i].op.name != "const"] or born
+    groups = list(dict.fromkeys(trace.group_of(i) for i, b in enumerate(bad) if b))
+    return ForwardOrigin(computed[0], sum(bad), len(computed), groups, bad[-1])
+
+
+def backward_origin(trace: Trace) -> BackwardOrigin | None:
+    """Replays the backward pass's accumulation from the recorded local derivatives; None
+    when no edge turned a finite grad non-finite. Edges into constants are skipped: nothing
+    uses a constant's grad (the -1 of ``-log p`` gets log p's value as its derivative)."""
+    nodes = trace.nodes
+    grads: list[float] = [0.0] * len(nodes)
+    grads[-1] = 1.0
+    for parent in reversed(range(len(nodes))):
+        upstream = grads[parent]
+        for edge in trace.inputs[parent]:
+            before = grads[edge.child]
+            contribution = edge.local_grad * upstream
+            after = before + contribution
+            grads[edge.child] = after
+            if math.isfinite(after) or not (math.isfinite(before) and math.isfinite(upstream)):
+                continue
+            if nodes[edge.child].op.name == "const":
+                continue
+            if not math.isfinite(edge.local_grad):
+                reason = "local derivative"
+            elif not math.isfinite(contribution):
+                reason = "product overflowed"
+            else:
+                reason = "sum overflowed"
+            return BackwardOrigin(edge.child, parent, edge.slot, edge.local_grad, upstream, before, after, reason)
+    return None
