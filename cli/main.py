@@ -234,7 +234,7 @@ def step(
     granularity: GranularityOption = "fused",
     until: Annotated[
         str | None,
-        typer.Option(help="Run to the first step that hits this: a tag pattern, op:NAME, nonfinite or grad>X."),
+        typer.Option(help="Run to the first step that hits this: a tag pattern, op:NAME, nonfinite, origin or grad>X."),
     ] = None,
     print_steps: Annotated[
         int | None, typer.Option("--print", help="Print N steps as text (no full screen), from the start or --until.")

@@ -41,7 +41,7 @@ mgx step: backward, one node at a time
   j             jump to a node id or a tag pattern
   t             toggle a breakpoint on this node's tag group
   B             add a breakpoint (or remove one already set):
-                a tag pattern, op:NAME, nonfinite, or grad>X
+                a tag pattern, op:NAME, nonfinite, origin, or grad>X
   ?             this help
   q  ctrl+c     quit
 
@@ -399,7 +399,7 @@ class StepApp(App[None]):
         self._open_prompt("jump", "node id or tag pattern, e.g. attn.h0 or logits[3]@pos0 (escape cancels)")
 
     def action_add_breakpoint(self) -> None:
-        self._open_prompt("break", "breakpoint to toggle: tag pattern, op:NAME, nonfinite or grad>X")
+        self._open_prompt("break", "breakpoint to toggle: tag pattern, op:NAME, nonfinite, origin or grad>X")
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

@@ -905,3 +905,38 @@ def test_app_long_messages_wrap_and_every_key_fits_the_footer() -> None:
         assert all(region.right <= 80 for region in keys.values())  # q quit is on screen
 
     run_app(app, (80, 20), script)
+
+
+# -- the origin breakpoint (issue 10) ---------------------------------------------------------
+@pytest.mark.parametrize("granularity", ["atomic", "fused"])
+def test_the_origin_breakpoint_stops_at_the_step_that_applies_the_backward_origin(granularity: str) -> None:
+    from test_nonfinite import underflowing_model
+
+    from microgpt.graph import resolve_token, token_graph
+    from viz.check import backward_origin
+    from viz.step import Breakpoint, Stepper
+    from viz.trace import Trace
+
+    model, tokenizer = underflowing_model()
+    for target in ("a", "e", "m", "BOS"):
+        spec = resolve_token(tokenizer, model.config.block_size, word="emma", pos=1, target=target)
+        graph = token_graph(model, spec, granularity=granularity, backward=False)
+        if math.isinf(graph.root.data):
+            break
+    trace = Trace(graph.root)
+    stepper = Stepper(trace)
+    bp = Breakpoint.parse("ORIGIN")
+    stepper.add_breakpoint(bp)
+    record = stepper.run_until([bp])
+    origin = backward_origin(trace)
+    assert record is not None and origin is not None and record.node == origin.parent
+    assert trace.nodes[record.node].op.name == "log"
+    assert any(not math.isfinite(u.after) for u in record.updates)
+
+
+def test_the_origin_breakpoint_is_refused_on_a_finite_graph() -> None:
+    from viz.step import Breakpoint
+
+    stepper = stepper_for()
+    with pytest.raises(MicrogptError, match="no origin of a non-finite grad"):
+        stepper.add_breakpoint(Breakpoint.parse("origin"))

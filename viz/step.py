@@ -27,13 +27,15 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 
 from microgpt.errors import MicrogptError
 from microgpt.numbers import to_json_number
+from viz.check import BackwardOrigin, backward_origin
 from viz.pattern import Pattern, select
 from viz.trace import Trace
 
-BREAKPOINT_KINDS = ("pattern", "op", "nonfinite", "grad")
+BREAKPOINT_KINDS = ("pattern", "op", "nonfinite", "origin", "grad")
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,8 @@ class Breakpoint:
     - ``pattern``: the node's tag matches a tag pattern (viz.pattern's language);
     - ``op``: the node's op is called ``op`` (mul, dot, exp, ...);
     - ``nonfinite``: the node's data or grad, or a grad the step writes, is nan or ±inf;
+    - ``origin``: the step applies the backward origin (viz.check): the first edge where
+      the chain rule turned a finite grad into a non-finite one;
     - ``grad``: |the node's grad| or |a grad the step writes| is above ``threshold``; a nan
       counts as above every threshold (it compares false to everything, so a plain ``>``
       would run straight past the nan a user hunting an explosion is looking for).
@@ -84,6 +88,8 @@ class Breakpoint:
             return f"op {self.text}"
         if self.kind == "nonfinite":
             return "non-finite value"
+        if self.kind == "origin":
+            return "backward origin of a non-finite grad"
         return f"|grad| > {self.threshold:g}"
 
     @classmethod
@@ -92,9 +98,9 @@ class Breakpoint:
         keywords take any case and spaces around ``:`` and ``>`` (``grad > 0.5``, ``op: exp``)."""
         text = text.strip()
         if not text:
-            raise MicrogptError("empty breakpoint: give a tag pattern, op:NAME, nonfinite or grad>X")
-        if text.lower() == "nonfinite":
-            return cls("nonfinite")
+            raise MicrogptError("empty breakpoint: give a tag pattern, op:NAME, nonfinite, origin or grad>X")
+        if text.lower() in ("nonfinite", "origin"):
+            return cls(text.lower())
         op_form = _OP_FORM.fullmatch(text)
         if op_form:
             op = op_form[1].strip()
@@ -287,6 +293,9 @@ class Stepper:
             return node in self._pattern_set(bp.text)
         if bp.kind == "op":
             return self.trace.nodes[node].op.name == bp.text
+        if bp.kind == "origin":
+            origin = self.backward_origin
+            return origin is not None and node == origin.parent
         if bp.kind == "nonfinite":
             value = self.trace.nodes[node]
             return not (
@@ -294,7 +303,17 @@ class Stepper:
             )
         return _above(self.grads[node], bp.threshold) or any(_above(u.after, bp.threshold) for u in rec.updates)
 
+    @cached_property
+    def backward_origin(self) -> BackwardOrigin | None:
+        """The first edge where the chain rule turned a finite grad non-finite (viz.check)."""
+        return backward_origin(self.trace)
+
     def add_breakpoint(self, bp: Breakpoint) -> None:
+        if bp.kind == "origin" and self.backward_origin is None:
+            raise MicrogptError(
+                "this graph's backward pass has no origin of a non-finite grad: every grad the chain rule "
+                "writes from finite numbers is finite (try the nonfinite breakpoint)"
+            )
         if bp.kind == "pattern" and not self._pattern_set(bp.text):
             from viz.pattern import select_or_explain
 
