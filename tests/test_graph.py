@@ -21,10 +21,11 @@ from typer.testing import CliRunner
 import cli.graph_cmd as graph_cmd
 import viz.render as render
 from cli.main import app
-from microgpt.data import Tokenizer
+from microgpt.data import Tokenizer, embedded_documents
 from microgpt.errors import MicrogptError
 from microgpt.graph import resolve_token, token_graph
 from microgpt.model import GPT, GPTConfig
+from microgpt.train import start_run
 from viz.dot import to_dot
 from viz.nx import to_networkx
 from viz.trace import Trace
@@ -256,3 +257,34 @@ def test_scalar_over_the_threshold_draws_with_force(here: Path, monkeypatch) -> 
     monkeypatch.setattr(graph_cmd, "SCALAR_CONFIRM_NODES", 10)
     result = mgx("graph", "--level", "scalar", "--force", "-o", "s.dot")
     assert result.exit_code == 0, result.output
+
+
+# -- context order (defect 9) --------------------------------------------------------------
+def laid_out_x(source: str, program: str) -> dict[str, float]:
+    """The x of each node's centre in the SVG that ``program`` lays out."""
+    svg = ET.fromstring(render.layout(program, source, "svg"))
+    ns = "{http://www.w3.org/2000/svg}"
+    out = {}
+    for g in svg.iter(f"{ns}g"):
+        title = g.find(f"{ns}title")
+        if g.get("class") == "node" and title is not None:
+            out[title.text] = float(g.find(f"{ns}text").get("x"))
+    return out
+
+
+def layout_programs() -> list[str]:
+    found = [render.find_layout_program("graphviz-pure")]
+    dot = render.shutil.which("dot")
+    return [*found, dot] if dot else found
+
+
+@pytest.mark.parametrize(("word", "pos"), [("isabella", 3), ("isabella", 5)])
+@pytest.mark.parametrize("level", ["block", "tensor"])
+def test_context_nodes_are_drawn_in_position_order(word: str, pos: int, level: str) -> None:
+    run = start_run(embedded_documents().docs)
+    spec = resolve_token(run.tokenizer, run.model.config.block_size, word=word, pos=pos)
+    source = to_dot(token_graph(run.model, spec), level=level).source
+    for program in layout_programs():
+        x = laid_out_x(source, program)
+        context = [f"context@pos{p}" for p in range(pos)]
+        assert sorted(context, key=x.__getitem__) == context, f"{Path(program).name}: {sorted(context, key=x.get)}"
