@@ -16,6 +16,7 @@ from pathlib import Path
 from cli.common import TokenChoice
 from cli.output import check_writable, console, err_console, fail, info
 from microgpt.files import write_atomic
+from viz.style import counted
 
 DOT_FORMATS = (".dot", ".gv")
 LAYOUT_FORMATS = (".svg", ".png", ".pdf")
@@ -95,9 +96,16 @@ def graph_command(
     trace = built.trace
 
     if suffix in NX_FORMATS:
-        payload = _networkx_bytes(trace, suffix)
-        write_atomic(out, payload)
-        info(f"wrote {out}: {len(trace):,} nodes, {len(trace.edges):,} edges (networkx {suffix[1:]})")
+        from viz.nx import graphml, node_link_json, to_networkx
+
+        graph = to_networkx(trace, level=level, focus=focus, hops=hops, pos=built.pos, expand_context=expand_context)
+        graph.graph["title"] = built.title
+        text = node_link_json(graph) if suffix == ".json" else graphml(graph)
+        write_atomic(out, text.encode("utf-8"))
+        info(
+            f"wrote {out}: {counted(graph.number_of_nodes(), 'node')}, {counted(graph.number_of_edges(), 'edge')}"
+            f" (networkx {suffix[1:]}, {level} level)"
+        )
         return
 
     from viz.dot import to_dot
@@ -145,19 +153,6 @@ def graph_command(
         payload = layout(program, source, suffix[1:])
     write_atomic(out, payload)
     info(f"wrote {out} ({level} level, laid out by {Path(program).name})")
-
-
-def _networkx_bytes(trace, suffix: str) -> bytes:
-    import json
-
-    import networkx as nx
-
-    from viz.nx import to_networkx
-
-    graph = to_networkx(trace)
-    if suffix == ".json":
-        return (json.dumps(nx.node_link_data(graph, edges="edges"), indent=1) + "\n").encode("utf-8")
-    return ("\n".join(nx.generate_graphml(graph)) + "\n").encode("utf-8")
 
 
 def stats_command(

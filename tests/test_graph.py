@@ -26,7 +26,7 @@ from microgpt.errors import MicrogptError
 from microgpt.graph import resolve_token, token_graph
 from microgpt.model import GPT, GPTConfig
 from microgpt.train import start_run
-from viz.dot import to_dot
+from viz.dot import display_graph, to_dot
 from viz.nx import to_networkx
 from viz.trace import Trace
 
@@ -180,7 +180,7 @@ def test_each_format_is_written(here: Path, ext: str) -> None:
 
 
 def test_graphml_round_trips_through_networkx(here: Path) -> None:
-    assert mgx("graph", "-o", "g.graphml").exit_code == 0
+    assert mgx("graph", "--level", "scalar", "--force", "-o", "g.graphml").exit_code == 0
     g = nx.read_graphml(here / "g.graphml")
     node = next(d for _, d in g.nodes(data=True) if d["grad"] == 1.0 and d["tag"] == "loss@pos0")
     assert node["op"] == "neg" and node["grad"] == 1.0 and math.isfinite(node["data"])
@@ -288,3 +288,57 @@ def test_context_nodes_are_drawn_in_position_order(word: str, pos: int, level: s
         x = laid_out_x(source, program)
         context = [f"context@pos{p}" for p in range(pos)]
         assert sorted(context, key=x.__getitem__) == context, f"{Path(program).name}: {sorted(context, key=x.get)}"
+
+
+# -- .json and .graphml hold the drawing's nodes (defect 3) -------------------------------
+def dot_node_names(source: str) -> set[str]:
+    """The node statements of DOT source, legend and layout helpers left out."""
+    import re
+
+    names = {m.group(1) or m.group(2) for m in re.finditer(r'^\t+(?:"([^"]+)"|(\w+)) \[', source, re.M)}
+    return {n for n in names if not n.startswith("legend/") and n not in ("graph", "node", "edge")}
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--level", "block"],
+        ["--level", "tensor"],
+        ["--level", "scalar", "--force"],
+        ["--level", "tensor", "--focus", "attn.h1", "--hops", "2"],
+        ["--level", "scalar", "--focus", "attn.h0.q[1]"],
+        ["--level", "tensor", "--expand-context"],
+    ],
+)
+def test_json_and_graphml_hold_the_nodes_the_drawing_shows(here: Path, options: list[str]) -> None:
+    for ext in (".dot", ".json", ".graphml"):
+        result = mgx("graph", "--pos", "2", *options, "-o", f"g{ext}")
+        assert result.exit_code == 0, result.output
+    drawn = dot_node_names((here / "g.dot").read_text())
+    document = json.loads((here / "g.json").read_text())
+    assert {n["id"] for n in document["nodes"]} == drawn
+    assert set(nx.read_graphml(here / "g.graphml").nodes) == drawn
+    assert document["graph"]["level"] == options[1]
+
+
+def test_each_level_writes_a_different_json(here: Path) -> None:
+    payloads = set()
+    for level in ("block", "tensor", "scalar"):
+        assert mgx("graph", "--level", level, "--force", "-o", f"{level}.json").exit_code == 0
+        payloads.add((here / f"{level}.json").read_bytes())
+    assert len(payloads) == 3
+
+
+def test_to_networkx_takes_the_drawings_options() -> None:
+    graph = tiny_graph(pos=2)
+    whole = to_networkx(graph)
+    assert whole.number_of_nodes() == len(Trace(graph.root))
+    tensor = to_networkx(graph, level="tensor", expand_context=False)
+    assert set(tensor.nodes) == set(display_graph(graph, "tensor").nodes)
+    attrs = tensor.nodes["layer0.attn.h0.q@pos2"]
+    assert (attrs["kind"], attrs["nodes"], attrs["shape"], attrs["op"]) == ("tensor", 2, "[2]", "dot")
+    assert attrs["data_min"] <= attrs["data_mean"] <= attrs["data_max"] and attrs["data_nan"] == 0
+    assert tensor.nodes["context@pos0"]["kind"] == "context"
+    assert all("local_grad" not in d and d["count"] >= 1 for _, _, d in tensor.edges(data=True))
+    focused = to_networkx(graph, level="scalar", focus="attn.h0.q", hops=0)
+    assert set(focused.nodes) == {"layer0.attn.h0.q[0]@pos2", "layer0.attn.h0.q[1]@pos2"}
