@@ -91,6 +91,8 @@ def graph_command(
         layout(program, "", suffix[1:])  # says which formats to use instead, before any work
     if layout_program is not None and suffix not in LAYOUT_FORMATS:
         info(f"--layout-program is not used for {suffix} files")
+    for note in _ignored_options(suffix, level, focus, hops, edge_grads, rankdir):
+        info(note)
 
     built = build(choice)
     trace = built.trace
@@ -189,6 +191,12 @@ def stats_command(
     summary.add_row("tag groups", f"{len(trace.groups):,}")
     summary.add_row("largest fan-in", f"{len(nodes[fan_in].children)}  {trace.ids[fan_in]}")
     summary.add_row("largest fan-out", f"{len(consumers[fan_out])}  {trace.ids[fan_out]}")
+    for what, order in (("data", "forward"), ("grad", "backward")):
+        found = _nonfinite(trace, what)
+        summary.add_row(f"nodes with non-finite {what} (nan, ±inf)", f"{len(found):,}")
+        if found:
+            first = found[0] if order == "forward" else found[-1]
+            summary.add_row(f"  first, in {order} order", f"{trace.ids[first]} = {getattr(nodes[first], what)}")
     console.print(summary)
 
     per_op = Counter(node.op.name for node in nodes)
@@ -219,3 +227,24 @@ def stats_command(
             " ".join(f"{op}×{n}" for op, n in sorted(op_counts.items())),
         )
     console.print(table)
+
+
+def _ignored_options(suffix: str, level: str, focus: str | None, hops: int, edge_grads: bool, rankdir: str):
+    """One line for each option given that this drawing or file does not use."""
+    if edge_grads and level != "scalar":
+        yield f"--edge-grads labels the edges of scalar-level drawings only: not used at {level} level"
+    elif edge_grads and suffix in NX_FORMATS:
+        yield f"--edge-grads is for drawings: the edges of a scalar-level {suffix} file carry local_grad anyway"
+    if hops != 1 and focus is None:
+        yield "--hops counts neighbours of --focus: not used without --focus"
+    if rankdir.upper() != "TB" and suffix in NX_FORMATS:
+        yield f"--rankdir is for drawings: not used for {suffix} files"
+
+
+def _nonfinite(trace, what: str) -> list[int]:
+    """The nodes holding a nan or an infinity in ``what`` (data or grad), in graph order. The
+    first to show is the one the pass computing ``what`` reached first: in forward order for
+    data (where a value first went bad), in backward order for grad (the nearest the loss)."""
+    import math
+
+    return [i for i, node in enumerate(trace.nodes) if not math.isfinite(getattr(node, what))]

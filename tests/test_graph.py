@@ -11,6 +11,7 @@ import json
 import math
 import os
 import random
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -22,10 +23,12 @@ import cli.graph_cmd as graph_cmd
 import viz.render as render
 from cli.main import app
 from microgpt.data import Tokenizer, embedded_documents
+from microgpt.engine import Value
 from microgpt.errors import MicrogptError
 from microgpt.graph import resolve_token, token_graph
 from microgpt.model import GPT, GPTConfig
 from microgpt.train import start_run
+from viz import style
 from viz.dot import display_graph, to_dot
 from viz.nx import to_networkx
 from viz.trace import Trace
@@ -342,3 +345,136 @@ def test_to_networkx_takes_the_drawings_options() -> None:
     assert all("local_grad" not in d and d["count"] >= 1 for _, _, d in tensor.edges(data=True))
     focused = to_networkx(graph, level="scalar", focus="attn.h0.q", hops=0)
     assert set(focused.nodes) == {"layer0.attn.h0.q[0]@pos2", "layer0.attn.h0.q[1]@pos2"}
+
+
+# -- options a drawing does not use are noted (defect 7) ----------------------------------
+@pytest.mark.parametrize(
+    ("args", "note"),
+    [
+        (["--level", "tensor", "--edge-grads", "-o", "g.dot"], "--edge-grads labels the edges of scalar-level"),
+        (["--level", "block", "--edge-grads", "-o", "g.dot"], "not used at block level"),
+        (["--level", "scalar", "--focus", "attn.h0", "--edge-grads", "-o", "g.json"], "carry local_grad anyway"),
+        (["--hops", "3", "-o", "g.dot"], "--hops counts neighbours of --focus"),
+        (["--rankdir", "LR", "-o", "g.graphml"], "--rankdir is for drawings"),
+    ],
+)
+def test_an_option_the_output_does_not_use_is_noted_in_one_line(here: Path, args: list[str], note: str) -> None:
+    result = mgx("graph", *args)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if note in line]
+    assert len(lines) == 1, result.stderr
+
+
+def test_an_option_the_output_uses_is_not_noted(here: Path) -> None:
+    result = mgx("graph", "--level", "scalar", "--focus", "attn.h0", "--edge-grads", "--hops", "2", "-o", "g.dot")
+    assert result.exit_code == 0, result.output
+    assert "not used" not in result.stderr and "--edge-grads" not in result.stderr
+
+
+# -- non-finite values are data -------------------------------------------------------------
+SMALL = {"n_embd": 8, "n_head": 2, "block_size": 8}
+DOCS = ["emma", "olivia", "ava", "isabella", "sophia"]
+
+
+def nonfinite_checkpoint(path: Path, case: str) -> Path:
+    """``nan``: one query weight set to nan by hand. ``underflow``: the real case, lm_head
+    weights so large that the target's probability underflows to 0 and the loss is inf."""
+    from microgpt import checkpoint as ckpt_io
+    from microgpt.train import AdamConfig, TrainState
+
+    run = start_run(DOCS, seed=42, **SMALL)
+    for p in run.model.params:
+        if case == "nan" and p.tag == "layer0.attn.wq[1,3]":
+            p.data = math.nan
+        if case == "underflow" and p.tag.startswith("lm_head"):
+            p.data *= 3000
+    ckpt = ckpt_io.Checkpoint(run.model, run.tokenizer, AdamConfig(), TrainState(), 10, 42, "test", "fused", run.rng)
+    ckpt_io.save(ckpt, path)
+    return path
+
+
+def strict_json(text: str) -> object:
+    def refuse(token: str) -> object:
+        raise AssertionError(f"bare {token} in JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+NONFINITE_STRINGS = {"NaN", "Infinity", "-Infinity"}
+
+
+@pytest.mark.parametrize("case", ["nan", "underflow"])
+@pytest.mark.parametrize("level", ["block", "tensor", "scalar"])
+def test_graph_shows_non_finite_values_at_every_level_and_format(here: Path, case: str, level: str) -> None:
+    checkpoint = str(nonfinite_checkpoint(here / "bad.json", case))
+    formats = [".dot", ".svg", ".png", ".json", ".graphml"]
+    if render.find_layout_program(None).endswith("/dot"):
+        formats.append(".pdf")
+    for ext in formats:
+        result = mgx("graph", "-c", checkpoint, "--pos", "2", "--level", level, "--force", "-o", f"g{ext}")
+        assert result.exit_code == 0, result.output
+    source = (here / "g.dot").read_text()
+    assert f'fillcolor="{style.NONFINITE_FILL}"' in source and style.NONFINITE_LABEL in source
+    if case == "underflow":
+        assert "loss inf" in source  # the title
+    words = set(re.findall(r"\b-?(?:nan|inf)\b", source))
+    assert words, "no nan or inf in the labels"
+    svg_text = " ".join(ET.parse(here / "g.svg").getroot().itertext())
+    assert re.search(r"\b(?:nan|inf)\b", svg_text)
+    document = strict_json((here / "g.json").read_text())
+    numbers = [v for n in document["nodes"] for k, v in n.items() if k.startswith(("data", "grad"))]
+    assert NONFINITE_STRINGS & set(numbers) or any(
+        n.get(f"{w}_{c}", 0) for n in document["nodes"] for w in ("data", "grad") for c in ("nan", "posinf", "neginf")
+    )
+    graphml_text = (here / "g.graphml").read_text()
+    assert not re.search(r">-?(?:nan|inf)<", graphml_text)  # Python's spelling is not GraphML's
+    g = nx.read_graphml(here / "g.graphml")
+    values = [v for _, d in g.nodes(data=True) for k, v in d.items() if isinstance(v, float)]
+    if level == "scalar":
+        assert re.search(r">(?:NaN|INF|-INF)<", graphml_text)
+        assert any(not math.isfinite(v) for v in values)
+
+
+def test_graphml_and_json_spell_each_non_finite_number_their_way() -> None:
+    from viz.nx import graphml, node_link_json
+
+    g = nx.DiGraph()
+    g.add_node("a", data=math.nan, grad=math.inf)
+    g.add_node("b", data=-math.inf, grad=1.5)
+    document = strict_json(node_link_json(g))
+    assert [(n["data"], n["grad"]) for n in document["nodes"]] == [("NaN", "Infinity"), ("-Infinity", 1.5)]
+    text = graphml(g)
+    assert ">NaN<" in text and ">INF<" in text and ">-INF<" in text
+    back = nx.parse_graphml(text)
+    assert math.isnan(back.nodes["a"]["data"]) and back.nodes["a"]["grad"] == math.inf
+    assert back.nodes["b"]["data"] == -math.inf
+
+
+@pytest.mark.parametrize("case", ["nan", "underflow"])
+def test_stats_counts_non_finite_nodes_and_names_the_first(here: Path, case: str) -> None:
+    checkpoint = str(nonfinite_checkpoint(here / "bad.json", case))
+    result = runner.invoke(app, ["stats", "-c", checkpoint, "--pos", "2"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    data_count = re.search(r"nodes with non-finite data \(nan, ±inf\) │\s+([\d,]+)", text)
+    assert data_count and int(data_count.group(1).replace(",", "")) > 0, text
+    if case == "nan":
+        assert re.search(r"first, in forward order\s+│\s+layer0\.attn\.wq\[1,3\] = nan", text), text
+    else:
+        assert "loss inf" in text
+
+
+def test_stats_of_a_finite_graph_says_zero(here: Path) -> None:
+    result = runner.invoke(app, ["stats"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert re.search(r"nodes with non-finite data \(nan, ±inf\) │\s+0 ", result.stdout)
+    assert "first, in" not in result.stdout
+
+
+def test_dot_labels_count_non_finite_values_apart() -> None:
+    values = [Value(x, tag=f"v[{k}]") for k, x in enumerate([1.0, math.nan, -2.0, math.inf])]
+    root = values[0] + values[1] + values[2] + values[3]
+    source = to_dot(root, level="tensor").source
+    assert "v\\n[4] · leaf\\ndata -2 … 1  μ -0.5  ‖2.236‖ · 1 nan · 1 inf\\ngrad 0 … 0" in source
+    finite = to_dot(tiny_graph(), level="tensor").source
+    assert style.NONFINITE_FILL not in finite and style.NONFINITE_LABEL not in finite

@@ -407,7 +407,11 @@ def _node(graph: DisplayGraph, display: DisplayNode) -> tuple[str, dict[str, str
     elif kind == "neighbour":
         group = display.key.removeprefix("hop/")
         label = "\n".join(
-            [group, f"({style.counted(len(members), 'node')}, collapsed)", *_nonfinite_line(trace, facts, members)]
+            [
+                group,
+                f"({style.counted(len(members), 'node')}, collapsed)",
+                *_nonfinite_line(trace, facts, members, summaries_shown=False),
+            ]
         )
         attrs.update(
             fillcolor=style.NEIGHBOUR_FILL, color=style.NEIGHBOUR_BORDER, style="rounded,dashed,filled", fontsize="9"
@@ -440,12 +444,13 @@ def _node(graph: DisplayGraph, display: DisplayNode) -> tuple[str, dict[str, str
     return display.key, attrs, fam, facts.nonfinite > 0
 
 
-def _nonfinite_line(trace: Trace, facts: NodeFacts, members: list[int]) -> list[str]:
-    """A line counting the members holding a nan or an infinity, when some of them are not
-    among the summarised values (whose summaries count them already)."""
+def _nonfinite_line(trace: Trace, facts: NodeFacts, members: list[int], summaries_shown: bool = True) -> list[str]:
+    """A line counting the members holding a nan or an infinity, unless the label's summaries
+    count every one of them already."""
     if not facts.nonfinite:
         return []
-    if facts.nonfinite == sum(1 for i in facts.summarised if not is_finite_node(trace.nodes[i])):
+    in_summaries = sum(1 for i in facts.summarised if not is_finite_node(trace.nodes[i]))
+    if summaries_shown and facts.nonfinite == in_summaries:
         return []
     return [f"non-finite: {facts.nonfinite:,} of {style.counted(len(members), 'node')}"]
 

@@ -26,7 +26,6 @@ doubles spell them NaN, INF and -INF.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from microgpt.numbers import to_json_number
@@ -133,10 +132,10 @@ def graphml(graph) -> str:
 
     class Writer(GraphMLWriter):
         def add_data(self, name, element_type, value, scope="all", default=None):
-            element = super().add_data(name, element_type, value, scope, default)
-            if isinstance(value, float) and not math.isfinite(value):
-                element.text = GRAPHML_NUMBERS[str(value)]
-            return element
+            # networkx passes the value as str(value): "nan", "inf" or "-inf" for a float
+            if element_type is float and value in GRAPHML_NUMBERS:
+                value = GRAPHML_NUMBERS[value]
+            return super().add_data(name, element_type, value, scope, default)
 
     writer = Writer(encoding="utf-8", prettyprint=True)
     writer.add_graph_element(graph)
