@@ -478,3 +478,71 @@ def test_dot_labels_count_non_finite_values_apart() -> None:
     assert "v\\n[4] · leaf\\ndata -2 … 1  μ -0.5  ‖2.236‖ · 1 nan · 1 inf\\ngrad 0 … 0" in source
     finite = to_dot(tiny_graph(), level="tensor").source
     assert style.NONFINITE_FILL not in finite and style.NONFINITE_LABEL not in finite
+
+
+# -- the same inputs give the same bytes, PDF included (defect 8) ------------------------------
+needs_system_dot = pytest.mark.skipif(render.shutil.which("dot") is None, reason="needs system Graphviz (dot)")
+
+
+@needs_system_dot
+def test_two_pdf_runs_a_second_apart_are_byte_identical(here: Path) -> None:
+    import time
+
+    for name in ("a", "b"):
+        result = mgx("graph", "--level", "block", "--layout-program", "dot", "-o", f"{name}.pdf")
+        assert result.exit_code == 0, result.output
+        time.sleep(1.1)  # cairo writes the creation date to the second
+    a, b = (here / "a.pdf").read_bytes(), (here / "b.pdf").read_bytes()
+    assert a.startswith(b"%PDF") and a == b
+    assert b"/CreationDate (D:19700101000000Z)" in a
+
+
+def test_two_png_runs_are_byte_identical(here: Path) -> None:
+    for name in ("a", "b"):
+        assert mgx("graph", "--level", "block", "-o", f"{name}.png").exit_code == 0
+    assert (here / "a.png").read_bytes() == (here / "b.png").read_bytes()
+
+
+def test_pdf_dates_are_normalised_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    pdf = b"1 0 obj << /Producer (cairo) /CreationDate (D:20260101123456Z) /ModDate (D:20260101123456+01'00') >>"
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    fixed = render.normalise_pdf_dates(pdf)
+    assert fixed == pdf.replace(b"20260101123456Z", b"19700101000000Z").replace(
+        b"20260101123456+01'00'", b"19700101000000+00'00'"
+    )
+    assert len(fixed) == len(pdf)  # the cross-reference offsets stay right
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "86400")
+    assert b"(D:19700102000000Z)" in render.normalise_pdf_dates(pdf)
+
+
+# -- notebook display without a system dot (defect 2) ----------------------------------------
+@pytest.fixture
+def no_system_dot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PATH with no program on it: graphviz-pure is still found beside this Python."""
+    empty = tmp_path / "empty-path"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+
+
+def test_a_drawing_displays_in_a_notebook_without_system_dot(no_system_dot: None) -> None:
+    import graphviz
+
+    drawing = to_dot(tiny_graph(), level="tensor")
+    with pytest.raises(graphviz.ExecutableNotFound):  # what a plain Digraph does here
+        graphviz.Digraph(body=drawing.body)._repr_mimebundle_()
+    bundle = drawing._repr_mimebundle_()
+    assert list(bundle) == ["image/svg+xml"]
+    assert "layer0.attn.h0.q@pos1" in " ".join(ET.fromstring(bundle["image/svg+xml"]).itertext())
+    png = drawing._repr_mimebundle_(include=["image/png"])["image/png"]
+    assert png.startswith(b"\x89PNG")
+    assert drawing.draw("svg") == bundle["image/svg+xml"].encode("utf-8")
+
+
+def test_without_any_layout_program_a_notebook_shows_the_source_and_a_hint(monkeypatch) -> None:
+    monkeypatch.setattr(render, "LAYOUT_PROGRAMS", ("no-such-layout-program",))
+    drawing = to_dot(tiny_graph(), level="block")
+    bundle = drawing._repr_mimebundle_()
+    assert list(bundle) == ["text/plain"]
+    assert "pip install graphviz-pure" in bundle["text/plain"] and drawing.source in bundle["text/plain"]
+    with pytest.raises(MicrogptError, match="no layout program"):
+        drawing.draw("svg")

@@ -9,9 +9,11 @@ PATH; else ``graphviz-pure`` (on PATH or beside this Python).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from microgpt.errors import MicrogptError
@@ -66,8 +68,11 @@ def layout(program: str, source: str, fmt: str) -> bytes:
             f"{short} cannot write .{fmt}: write .svg or .png, or install system Graphviz "
             "(apt-get install graphviz) and pass --layout-program dot"
         )
+    env = {**os.environ, "SOURCE_DATE_EPOCH": str(source_date_epoch())}  # for the renderers that honour it
     try:
-        result = subprocess.run([program, f"-T{fmt}"], input=source.encode("utf-8"), capture_output=True, check=False)
+        result = subprocess.run(
+            [program, f"-T{fmt}"], input=source.encode("utf-8"), capture_output=True, check=False, env=env
+        )
     except OSError as e:
         raise MicrogptError(f"could not run the layout program {program}: {e.strerror}") from None
     if result.returncode != 0 or not result.stdout:
@@ -76,4 +81,29 @@ def layout(program: str, source: str, fmt: str) -> bytes:
             raise MicrogptError(f"{short} cannot write .{fmt}: write .svg or .png, or pass --layout-program dot")
         last = [line for line in stderr.splitlines() if line.strip()][-1:] or ["no output"]
         raise MicrogptError(f"{short} failed on the graph ({last[0].strip()}): write .dot and inspect it")
-    return result.stdout
+    return normalise_pdf_dates(result.stdout) if fmt == "pdf" else result.stdout
+
+
+def source_date_epoch() -> int:
+    """The time a reproducible file records: ``SOURCE_DATE_EPOCH`` when set, else 0 (1970)."""
+    try:
+        return max(0, int(os.environ.get("SOURCE_DATE_EPOCH", "0")))
+    except ValueError:
+        return 0
+
+
+_PDF_DATE = re.compile(rb"/(CreationDate|ModDate) \(D:(\d{14})(Z|[+-]\d\d'\d\d'?)\)")
+
+
+def normalise_pdf_dates(pdf: bytes) -> bytes:
+    """The PDF's creation and modification dates set to ``source_date_epoch()``, so that the
+    same drawing gives the same bytes: cairo 1.16 (Debian's, under dot -Tpdf) writes the
+    time of the run and ignores SOURCE_DATE_EPOCH. Each date keeps its length, so the byte
+    offsets in the PDF's cross-reference table stay right."""
+    stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(source_date_epoch())).encode()
+
+    def fixed(match: re.Match) -> bytes:
+        zone = b"Z" if match.group(3) == b"Z" else match.group(3)[:1] + b"00'00'"[: len(match.group(3)) - 1]
+        return b"/" + match.group(1) + b" (D:" + stamp + zone + b")"
+
+    return _PDF_DATE.sub(fixed, pdf)
