@@ -124,8 +124,11 @@ def graph_command(
         expand_context=expand_context,
     )
     source = dot.source
-    drawn = len(trace)  # nodes of a scalar drawing without --focus, near enough
-    if level == "scalar" and focus is None and drawn > SCALAR_CONFIRM_NODES and suffix in LAYOUT_FORMATS and not force:
+    big = level == "scalar" and focus is None and len(trace) > SCALAR_CONFIRM_NODES
+    if big and suffix in LAYOUT_FORMATS and not force:
+        from viz.dot import display_graph
+
+        drawn = len(display_graph(trace, level, None, hops, built.pos, expand_context).nodes)
         estimate = estimate_seconds(program, drawn)
         question = (
             f"the scalar graph has about {drawn:,} nodes; laying it out takes roughly {estimate} s"

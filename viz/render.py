@@ -8,6 +8,7 @@ PATH; else ``graphviz-pure`` (on PATH or beside this Python).
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import shutil
@@ -21,15 +22,26 @@ from microgpt.errors import MicrogptError
 LAYOUT_PROGRAMS = ("dot", "graphviz-pure")
 # What each known program cannot write (graphviz-pure has no PDF renderer).
 UNSUPPORTED = {"graphviz-pure": {"pdf"}}
-# graphviz-pure's layout time grows about as the square of the nodes: 4,024 nodes (fused) in
-# 2.2 s, 11,223 (atomic) in 13.8 s here; Debian's dot 2.43 is about 4 times slower.
-SECONDS_PER_NODE_SQUARED = {"graphviz-pure": 1.2e-7, "dot": 5e-7}
+# How long a layout program takes on n nodes: t(n) = t1 * (n / n1) ** k, the power law
+# through two measured points per program, (n1, t1) and (n2, t2). Measured on this machine
+# (2 shared cores): `<program> -Tsvg` on `to_dot(graph, level="scalar").source` of the
+# fresh reference model's graph of token 'a' at position 0, fused (4,024 nodes) and atomic
+# (11,223 nodes); the fastest of 3 runs (bench/bench_graph.py times the fused one).
+# graphviz-pure 0.2.2 grows about as n**1.85, Debian's dot 2.43 as n**3.4: no slower than
+# graphviz-pure on the fused graph, six times slower on the atomic one.
+LAYOUT_TIMES = {
+    "graphviz-pure": ((4024, 2.4), (11223, 16.0)),
+    "dot": ((4024, 2.9), (11223, 99.0)),
+}
 
 
 def estimate_seconds(program: str | None, nodes: int) -> int:
-    """Roughly how long ``program`` takes to lay out ``nodes`` nodes."""
-    factor = SECONDS_PER_NODE_SQUARED.get(Path(program).name if program else "graphviz-pure", 5e-7)
-    return max(1, round(nodes * nodes * factor))
+    """Roughly how long ``program`` (graphviz-pure when None; an unknown one as dot) takes to
+    lay out ``nodes`` nodes, from the measured ``LAYOUT_TIMES``."""
+    name = Path(program).name if program else "graphviz-pure"
+    (n1, t1), (n2, t2) = LAYOUT_TIMES.get(name, LAYOUT_TIMES["dot"])
+    exponent = math.log(t2 / t1) / math.log(n2 / n1)
+    return max(1, round(t1 * (nodes / n1) ** exponent))
 
 
 def find_layout_program(name: str | None) -> str | None:
