@@ -22,50 +22,165 @@ from __future__ import annotations
 
 import gc
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import reduce
 from operator import add, mul
+from typing import Any
 
 from microgpt import scope as _scope
 
 Number = int | float
 
 
+# -- IEEE-754 arithmetic ------------------------------------------------------------------
+# Python raises where IEEE-754 gives a value (math.log(0), math.exp(1000), 0.0 ** -1,
+# 1e200 ** 2) and returns a complex number for (-8.0) ** 0.5. A debugger has to show such
+# values rather than die on them, so the ops compute the IEEE-754 result instead, and a NaN
+# stays NaN through every op (README, "Non-finite values"). On finite, in-range inputs each
+# function is the plain operation, so no result changes by a bit.
+
+
+def exp(x: Number) -> float:
+    """e**x; inf where it overflows."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
+
+
+def log(x: Number) -> float:
+    """ln x; -inf at 0, NaN below 0 (and for NaN)."""
+    if x > 0:
+        return math.log(x)
+    if x == 0:
+        return -math.inf
+    return math.nan
+
+
+def reciprocal(x: Number) -> float:
+    """1 / x; ±inf at ±0, as IEEE-754 division gives."""
+    try:
+        return 1 / x
+    except ZeroDivisionError:
+        return math.copysign(math.inf, x)
+
+
+def power(x: Number, n: Number) -> float:
+    """x ** n for a constant n: ±inf where it overflows or 0 is raised to a negative power,
+    NaN for a negative base to a fractional power, and NaN whenever x is NaN (even n = 0)."""
+    if x != x:
+        return math.nan
+    try:
+        y = x**n
+    except ZeroDivisionError:  # 0 to a negative power: inf, keeping the sign of 0 for odd n
+        return math.copysign(math.inf, x) if _is_odd(n) else math.inf
+    except OverflowError:  # beyond the float range: -inf only for a negative base to an odd n
+        if x < 0 and not float(n).is_integer():
+            return math.nan
+        return -math.inf if x < 0 and _is_odd(n) else math.inf
+    return math.nan if isinstance(y, complex) else y
+
+
+def _is_odd(n: Number) -> bool:
+    return float(n).is_integer() and n % 2 == 1
+
+
+# -- the ops: what each computes and its local derivatives, as data ---------------------
+# An op's rules take its children's data ``xs`` (and its constant ``arg``): ``forward`` gives
+# the node's data, ``local`` the derivative of the node with respect to each child, given
+# the node's data ``out``. The replay below evaluates a recorded graph with them alone. The
+# Value methods inline the same arithmetic, since a call per node would cost a training
+# step several percent; tests/test_replay.py proves each method and its rule agree to the
+# bit, op by op, edge cases included.
+Forward = Callable[[Sequence[Number], Any], Number]
+Local = Callable[[Sequence[Number], Number, Any], tuple[Number, ...]]
+
+
+def _sum(xs: Sequence[Number], arg: Any = None) -> Number:
+    return reduce(add, xs, 0)  # left to right from 0, as the atomic chain of adds
+
+
+def _dot(xs: Sequence[Number], arg: Any = None) -> Number:
+    half = len(xs) // 2  # the children are the ws, then the xs
+    return reduce(add, map(mul, xs[:half], xs[half:]), 0)
+
+
+def _relu(x: Number) -> tuple[Number, Number]:
+    """relu and its derivative: NaN, on neither side of the kink, stays NaN both ways."""
+    if x > 0:
+        return x, 1.0
+    if x <= 0:
+        return 0, 0.0
+    return x, x
+
+
 @dataclass(frozen=True, slots=True)
 class Op:
-    """What made a node. Metadata only: the arithmetic lives in the Value methods."""
+    """What made a node: its name, how it is drawn and explained, and its rules."""
 
     name: str  # short name, shown on every node: "mul"
     symbol: str  # how a drawing writes it: "×"
     arity: int | None  # inputs it takes; None for the n-ary (fused) ops, 0 for leaves
     derivative: str  # its local derivatives, for the views that explain the chain rule
+    forward: Forward | None = field(default=None, repr=False, compare=False)  # None for leaves
+    local: Local | None = field(default=None, repr=False, compare=False)
     arg: float | None = None  # the constant of the op, where it has one (pow's exponent)
 
     def __str__(self) -> str:
         return self.name if self.arg is None else f"{self.name}({self.arg:g})"
 
 
+def _product(xs: Sequence[Number], arg: Any = None) -> Number:
+    return xs[0] * xs[1]
+
+
+def _product_local(xs: Sequence[Number], out: Number, arg: Any = None) -> tuple[Number, ...]:
+    return (xs[1], xs[0])
+
+
+def _pair_sum(xs: Sequence[Number], arg: Any = None) -> Number:
+    return xs[0] + xs[1]
+
+
+def _ones(xs: Sequence[Number], out: Number, arg: Any = None) -> tuple[Number, ...]:
+    return (1,) * len(xs)
+
+
 LEAF = Op("leaf", "", 0, "a leaf: made by the user, no inputs")
 PARAM = Op("param", "θ", 0, "a leaf: a trainable weight")
 CONST = Op("const", "c", 0, "a leaf: a Python number wrapped on the fly")
-ADD = Op("add", "+", 2, "∂(a+b)/∂a = 1, ∂(a+b)/∂b = 1")
-MUL = Op("mul", "×", 2, "∂(a·b)/∂a = b, ∂(a·b)/∂b = a")
-EXP = Op("exp", "exp", 1, "∂exp(a)/∂a = exp(a)")
-LOG = Op("log", "log", 1, "∂log(a)/∂a = 1/a")
-RELU = Op("relu", "ReLU", 1, "∂relu(a)/∂a = 1 if a > 0 else 0")
+ADD = Op("add", "+", 2, "∂(a+b)/∂a = 1, ∂(a+b)/∂b = 1", _pair_sum, _ones)
+MUL = Op("mul", "×", 2, "∂(a·b)/∂a = b, ∂(a·b)/∂b = a", _product, _product_local)
+EXP = Op("exp", "exp", 1, "∂exp(a)/∂a = exp(a)", lambda xs, arg: exp(xs[0]), lambda xs, out, arg: (out,))
+LOG = Op("log", "log", 1, "∂log(a)/∂a = 1/a", lambda xs, arg: log(xs[0]), lambda xs, out, arg: (reciprocal(xs[0]),))
+RELU = Op(
+    "relu", "ReLU", 1, "∂relu(a)/∂a = 1 if a > 0, 0 if a ≤ 0 (NaN at NaN)",
+    lambda xs, arg: _relu(xs[0])[0], lambda xs, out, arg: (_relu(xs[0])[1],),
+)  # fmt: skip
 # Derived ops build the reference's primitive structure and record their own name on the
-# node they return: -a is a mul node (a, -1); a - b is an add node (a, -b);
-# a / b is a mul node (a, b**-1).
-NEG = Op("neg", "−", 2, "−a = a·(−1): ∂/∂a = −1")
-SUB = Op("sub", "−", 2, "a − b = a + (−b): ∂/∂a = 1, ∂/∂(−b) = 1")
-DIV = Op("div", "÷", 2, "a / b = a·b⁻¹: ∂/∂a = b⁻¹, ∂/∂(b⁻¹) = a")
+# node they return, so their rules are those of that node: -a is a mul node (a, -1);
+# a - b is an add node (a, -b); a / b is a mul node (a, b**-1).
+NEG = Op("neg", "−", 2, "−a = a·(−1): ∂/∂a = −1", _product, _product_local)
+SUB = Op("sub", "−", 2, "a − b = a + (−b): ∂/∂a = 1, ∂/∂(−b) = 1", _pair_sum, _ones)
+DIV = Op("div", "÷", 2, "a / b = a·b⁻¹: ∂/∂a = b⁻¹, ∂/∂(b⁻¹) = a", _product, _product_local)
 # Fused n-ary ops: one node for a whole dot product or sum.
-DOT = Op("dot", "·", None, "∂(Σ wᵢxᵢ)/∂wᵢ = xᵢ, ∂(Σ wᵢxᵢ)/∂xᵢ = wᵢ")
-SUM = Op("sum", "Σ", None, "∂(Σ aᵢ)/∂aᵢ = 1")
+DOT = Op(
+    "dot", "·", None, "∂(Σ wᵢxᵢ)/∂wᵢ = xᵢ, ∂(Σ wᵢxᵢ)/∂xᵢ = wᵢ",
+    _dot, lambda xs, out, arg: (*xs[len(xs) // 2 :], *xs[: len(xs) // 2]),
+)  # fmt: skip
+SUM = Op("sum", "Σ", None, "∂(Σ aᵢ)/∂aᵢ = 1", _sum, _ones)
 
 _POW_OPS: dict[float, Op] = {}
+
+
+def _pow_forward(xs: Sequence[Number], n: float) -> Number:
+    return power(xs[0], n)
+
+
+def _pow_local(xs: Sequence[Number], out: Number, n: float) -> tuple[Number, ...]:
+    return (n * power(xs[0], n - 1),)
 
 
 def pow_op(exponent: Number) -> Op:
@@ -73,7 +188,8 @@ def pow_op(exponent: Number) -> Op:
     exponent = float(exponent)
     op = _POW_OPS.get(exponent)
     if op is None:
-        op = _POW_OPS[exponent] = Op("pow", f"^{exponent:g}", 1, "∂(aⁿ)/∂a = n·aⁿ⁻¹", exponent)
+        rule = "∂(aⁿ)/∂a = n·aⁿ⁻¹"
+        op = _POW_OPS[exponent] = Op("pow", f"^{exponent:g}", 1, rule, _pow_forward, _pow_local, exponent)
     return op
 
 
@@ -134,22 +250,22 @@ class Value:
         return Value(self.data * other.data, (self, other), (other.data, self.data), MUL)
 
     def __pow__(self, exponent: Number) -> Value:
-        if isinstance(exponent, Value):
-            raise TypeError("Value ** Value is not supported: the exponent must be a constant number")
-        data = self.data**exponent
-        if isinstance(data, complex):
-            raise ValueError(f"{self.data} ** {exponent} is not a real number")
-        local = exponent * self.data ** (exponent - 1)
+        if isinstance(exponent, Value) or not isinstance(exponent, (int, float)) or isinstance(exponent, bool):
+            raise TypeError("the exponent must be a constant number (Value ** Value is not supported)")
+        data = power(self.data, exponent)
+        local = exponent * power(self.data, exponent - 1)
         return Value(data, (self,), (local,), pow_op(exponent))
 
     def exp(self) -> Value:
-        return Value(math.exp(self.data), (self,), (math.exp(self.data),), EXP)
+        out = exp(self.data)
+        return Value(out, (self,), (out,), EXP)
 
     def log(self) -> Value:
-        return Value(math.log(self.data), (self,), (1 / self.data,), LOG)
+        return Value(log(self.data), (self,), (reciprocal(self.data),), LOG)
 
     def relu(self) -> Value:
-        return Value(max(0, self.data), (self,), (float(self.data > 0),), RELU)
+        out, local = _relu(self.data)
+        return Value(out, (self,), (local,), RELU)
 
     # -- derived ops: each states its identity; the node it returns records its name -----
     def __neg__(self) -> Value:  # -a = a * -1
@@ -162,7 +278,8 @@ class Value:
         return _relabel(-self + other, SUB)
 
     def __truediv__(self, other: Value | Number) -> Value:  # a / b = a * b**-1
-        return _relabel(self * other**-1, DIV)
+        inverse = other**-1 if isinstance(other, Value) else power(other, -1)
+        return _relabel(self * inverse, DIV)
 
     def __rtruediv__(self, other: Number) -> Value:  # b / a = a**-1 * b, as the reference builds it
         return _relabel(self**-1 * other, DIV)
@@ -239,6 +356,77 @@ def topological_order(root: Value) -> list[Value]:
             stack.pop()
             order.append(node)
     return order
+
+
+class Replay:
+    """A recorded graph re-evaluated from its leaves by the ops' rules alone, without running
+    the model again: with some nodes' values replaced, only the nodes downstream of them
+    are recomputed. The graph's Values are never modified.
+
+    ``order`` is a topological order of the graph (``topological_order(root)``); nodes are
+    named by their position in it, and the last one is the root.
+    """
+
+    def __init__(self, order: Sequence[Value]) -> None:
+        self.nodes = list(order)
+        index = {id(node): i for i, node in enumerate(self.nodes)}
+        self.inputs = [tuple(index[id(child)] for child in node._children) for node in self.nodes]
+        self.recorded = [node.data for node in self.nodes]
+        self._consumers: list[list[int]] | None = None
+
+    def consumers(self) -> list[list[int]]:
+        """For each node, the nodes computed from it."""
+        if self._consumers is None:
+            self._consumers = [[] for _ in self.nodes]
+            for parent, inputs in enumerate(self.inputs):
+                for child in set(inputs):
+                    self._consumers[child].append(parent)
+        return self._consumers
+
+    def downstream(self, changed: Iterable[int]) -> list[int]:
+        """Every node computed, directly or not, from the ``changed`` ones, in graph order."""
+        consumers = self.consumers()
+        seen: set[int] = set()
+        stack = [parent for i in changed for parent in consumers[i]]
+        while stack:
+            i = stack.pop()
+            if i not in seen:
+                seen.add(i)
+                stack.extend(consumers[i])
+        return sorted(seen)
+
+    def evaluate(self, changes: dict[int, Number] | None = None) -> list[Number]:
+        """Every node's data. Without ``changes``, all of it recomputed from the leaves (which
+        reproduces the recorded graph to the bit); with them (node -> value), those nodes
+        take the values and the nodes downstream are recomputed."""
+        data = list(self.recorded)
+        if changes is None:
+            todo: Iterable[int] = (i for i, inputs in enumerate(self.inputs) if inputs)
+        else:
+            for i, x in changes.items():
+                data[i] = x
+            todo = (i for i in self.downstream(changes) if i not in changes)
+        for i in todo:
+            op = self.nodes[i]._op
+            data[i] = op.forward([data[k] for k in self.inputs[i]], op.arg)  # type: ignore[misc]
+        return data
+
+    def local_grads(self, data: Sequence[Number], i: int) -> tuple[Number, ...]:
+        """∂node/∂child for each input of node ``i``, at the values ``data``."""
+        op = self.nodes[i]._op
+        return op.local([data[k] for k in self.inputs[i]], data[i], op.arg)  # type: ignore[misc]
+
+    def backward(self, data: Sequence[Number]) -> list[Number]:
+        """The grad of the root with respect to every node at the values ``data``: the chain
+        rule in the order ``Value.backward`` applies it, so the same values give the same bits."""
+        grads: list[Number] = [0] * len(self.nodes)
+        grads[-1] = 1
+        for i in reversed(range(len(self.nodes))):
+            if self.inputs[i]:
+                grad = grads[i]
+                for child, local in zip(self.inputs[i], self.local_grads(data, i)):
+                    grads[child] += local * grad
+        return grads
 
 
 def zero_grad(root: Value) -> None:
