@@ -565,3 +565,21 @@ def test_the_question_before_a_big_scalar_drawing_gives_the_estimate(here: Path)
     assert result.exit_code == 1
     expected = render.estimate_seconds("graphviz-pure", 4024)
     assert f"about 4,024 nodes; laying it out takes roughly {expected} s with graphviz-pure" in result.stderr
+
+
+# -- counted nouns (defect 10) ---------------------------------------------------------------
+def test_counts_of_one_are_singular_in_labels_and_messages(here: Path) -> None:
+    from microgpt.scope import scope
+
+    w = Value(0.5, tag="w[0]")
+    x = Value(2.0, tag="x[0]")
+    with scope("y"):
+        y = w * x
+    source = to_dot(y, level="scalar", focus="w", hops=1).source
+    assert "(1 node, collapsed)" in source and "1 nodes" not in source
+    block = to_dot(tiny_graph(pos=1), level="block").source
+    assert " 1 nodes" not in block and " 1 params" not in block
+    result = mgx("graph", "--level", "block", "--focus", "loss", "--hops", "0", "-o", "g.json")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"wrote g\.json: \d+ nodes?, \d+ edges? ", result.stderr)
+    assert not re.search(r"\b1 (nodes|edges)\b", result.stderr)

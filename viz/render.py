@@ -27,11 +27,11 @@ UNSUPPORTED = {"graphviz-pure": {"pdf"}}
 # (2 shared cores): `<program> -Tsvg` on `to_dot(graph, level="scalar").source` of the
 # fresh reference model's graph of token 'a' at position 0, fused (4,024 nodes) and atomic
 # (11,223 nodes); the fastest of 3 runs (bench/bench_graph.py times the fused one).
-# graphviz-pure 0.2.2 grows about as n**1.85, Debian's dot 2.43 as n**3.4: no slower than
-# graphviz-pure on the fused graph, six times slower on the atomic one.
+# graphviz-pure 0.2.2 grows about as n**1.8, Debian's dot 2.43 as n**3.3: no slower than
+# graphviz-pure on the fused graph, five times slower on the atomic one.
 LAYOUT_TIMES = {
-    "graphviz-pure": ((4024, 2.4), (11223, 16.0)),
-    "dot": ((4024, 2.9), (11223, 99.0)),
+    "graphviz-pure": ((4024, 2.4), (11223, 15.6)),
+    "dot": ((4024, 2.9), (11223, 84.0)),
 }
 
 
