@@ -16,6 +16,7 @@ from pathlib import Path
 from cli.common import TokenChoice
 from cli.output import check_writable, console, err_console, fail, info
 from microgpt.files import write_atomic
+from viz.style import counted
 
 DOT_FORMATS = (".dot", ".gv")
 LAYOUT_FORMATS = (".svg", ".png", ".pdf")
@@ -90,14 +91,23 @@ def graph_command(
         layout(program, "", suffix[1:])  # says which formats to use instead, before any work
     if layout_program is not None and suffix not in LAYOUT_FORMATS:
         info(f"--layout-program is not used for {suffix} files")
+    for note in _ignored_options(suffix, level, focus, hops, edge_grads, rankdir):
+        info(note)
 
     built = build(choice)
     trace = built.trace
 
     if suffix in NX_FORMATS:
-        payload = _networkx_bytes(trace, suffix)
-        write_atomic(out, payload)
-        info(f"wrote {out}: {len(trace):,} nodes, {len(trace.edges):,} edges (networkx {suffix[1:]})")
+        from viz.nx import graphml, node_link_json, to_networkx
+
+        graph = to_networkx(trace, level=level, focus=focus, hops=hops, pos=built.pos, expand_context=expand_context)
+        graph.graph["title"] = built.title
+        text = node_link_json(graph) if suffix == ".json" else graphml(graph)
+        write_atomic(out, text.encode("utf-8"))
+        info(
+            f"wrote {out}: {counted(graph.number_of_nodes(), 'node')}, {counted(graph.number_of_edges(), 'edge')}"
+            f" (networkx {suffix[1:]}, {level} level)"
+        )
         return
 
     from viz.dot import to_dot
@@ -114,8 +124,11 @@ def graph_command(
         expand_context=expand_context,
     )
     source = dot.source
-    drawn = len(trace)  # nodes of a scalar drawing without --focus, near enough
-    if level == "scalar" and focus is None and drawn > SCALAR_CONFIRM_NODES and suffix in LAYOUT_FORMATS and not force:
+    big = level == "scalar" and focus is None and len(trace) > SCALAR_CONFIRM_NODES
+    if big and suffix in LAYOUT_FORMATS and not force:
+        from viz.dot import display_graph
+
+        drawn = len(display_graph(trace, level, None, hops, built.pos, expand_context).nodes)
         estimate = estimate_seconds(program, drawn)
         question = (
             f"the scalar graph has about {drawn:,} nodes; laying it out takes roughly {estimate} s"
@@ -145,19 +158,6 @@ def graph_command(
         payload = layout(program, source, suffix[1:])
     write_atomic(out, payload)
     info(f"wrote {out} ({level} level, laid out by {Path(program).name})")
-
-
-def _networkx_bytes(trace, suffix: str) -> bytes:
-    import json
-
-    import networkx as nx
-
-    from viz.nx import to_networkx
-
-    graph = to_networkx(trace)
-    if suffix == ".json":
-        return (json.dumps(nx.node_link_data(graph, edges="edges"), indent=1) + "\n").encode("utf-8")
-    return ("\n".join(nx.generate_graphml(graph)) + "\n").encode("utf-8")
 
 
 def stats_command(
@@ -194,6 +194,12 @@ def stats_command(
     summary.add_row("tag groups", f"{len(trace.groups):,}")
     summary.add_row("largest fan-in", f"{len(nodes[fan_in].children)}  {trace.ids[fan_in]}")
     summary.add_row("largest fan-out", f"{len(consumers[fan_out])}  {trace.ids[fan_out]}")
+    for what, order in (("data", "forward"), ("grad", "backward")):
+        found = _nonfinite(trace, what)
+        summary.add_row(f"nodes with non-finite {what} (nan, ±inf)", f"{len(found):,}")
+        if found:
+            first = found[0] if order == "forward" else found[-1]
+            summary.add_row(f"  first, in {order} order", f"{trace.ids[first]} = {getattr(nodes[first], what)}")
     console.print(summary)
 
     per_op = Counter(node.op.name for node in nodes)
@@ -224,3 +230,24 @@ def stats_command(
             " ".join(f"{op}×{n}" for op, n in sorted(op_counts.items())),
         )
     console.print(table)
+
+
+def _ignored_options(suffix: str, level: str, focus: str | None, hops: int, edge_grads: bool, rankdir: str):
+    """One line for each option given that this drawing or file does not use."""
+    if edge_grads and level != "scalar":
+        yield f"--edge-grads labels the edges of scalar-level drawings only: not used at {level} level"
+    elif edge_grads and suffix in NX_FORMATS:
+        yield f"--edge-grads is for drawings: the edges of a scalar-level {suffix} file carry local_grad anyway"
+    if hops != 1 and focus is None:
+        yield "--hops counts neighbours of --focus: not used without --focus"
+    if rankdir.upper() != "TB" and suffix in NX_FORMATS:
+        yield f"--rankdir is for drawings: not used for {suffix} files"
+
+
+def _nonfinite(trace, what: str) -> list[int]:
+    """The nodes holding a nan or an infinity in ``what`` (data or grad), in graph order. The
+    first to show is the one the pass computing ``what`` reached first: in forward order for
+    data (where a value first went bad), in backward order for grad (the nearest the loss)."""
+    import math
+
+    return [i for i, node in enumerate(trace.nodes) if not math.isfinite(getattr(node, what))]

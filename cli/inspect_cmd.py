@@ -72,7 +72,7 @@ def run_inspect(
         from viz.tree import to_json
 
         document = to_json(trace, selection, title=title, depth=depth, why=why)
-        sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
         return
 
     from rich.console import Console

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import random
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -21,11 +22,14 @@ from typer.testing import CliRunner
 import cli.graph_cmd as graph_cmd
 import viz.render as render
 from cli.main import app
-from microgpt.data import Tokenizer
+from microgpt.data import Tokenizer, embedded_documents
+from microgpt.engine import Value
 from microgpt.errors import MicrogptError
 from microgpt.graph import resolve_token, token_graph
 from microgpt.model import GPT, GPTConfig
-from viz.dot import to_dot
+from microgpt.train import start_run
+from viz import style
+from viz.dot import display_graph, to_dot
 from viz.nx import to_networkx
 from viz.trace import Trace
 
@@ -179,7 +183,7 @@ def test_each_format_is_written(here: Path, ext: str) -> None:
 
 
 def test_graphml_round_trips_through_networkx(here: Path) -> None:
-    assert mgx("graph", "-o", "g.graphml").exit_code == 0
+    assert mgx("graph", "--level", "scalar", "--force", "-o", "g.graphml").exit_code == 0
     g = nx.read_graphml(here / "g.graphml")
     node = next(d for _, d in g.nodes(data=True) if d["grad"] == 1.0 and d["tag"] == "loss@pos0")
     assert node["op"] == "neg" and node["grad"] == 1.0 and math.isfinite(node["data"])
@@ -256,3 +260,326 @@ def test_scalar_over_the_threshold_draws_with_force(here: Path, monkeypatch) -> 
     monkeypatch.setattr(graph_cmd, "SCALAR_CONFIRM_NODES", 10)
     result = mgx("graph", "--level", "scalar", "--force", "-o", "s.dot")
     assert result.exit_code == 0, result.output
+
+
+# -- context order (defect 9) --------------------------------------------------------------
+def laid_out_x(source: str, program: str) -> dict[str, float]:
+    """The x of each node's centre in the SVG that ``program`` lays out."""
+    svg = ET.fromstring(render.layout(program, source, "svg"))
+    ns = "{http://www.w3.org/2000/svg}"
+    out = {}
+    for g in svg.iter(f"{ns}g"):
+        title = g.find(f"{ns}title")
+        if g.get("class") == "node" and title is not None:
+            out[title.text] = float(g.find(f"{ns}text").get("x"))
+    return out
+
+
+def layout_programs() -> list[str]:
+    found = [render.find_layout_program("graphviz-pure")]
+    dot = render.shutil.which("dot")
+    return [*found, dot] if dot else found
+
+
+@pytest.mark.parametrize(("word", "pos"), [("isabella", 3), ("isabella", 5)])
+@pytest.mark.parametrize("level", ["block", "tensor"])
+def test_context_nodes_are_drawn_in_position_order(word: str, pos: int, level: str) -> None:
+    run = start_run(embedded_documents().docs)
+    spec = resolve_token(run.tokenizer, run.model.config.block_size, word=word, pos=pos)
+    source = to_dot(token_graph(run.model, spec), level=level).source
+    for program in layout_programs():
+        x = laid_out_x(source, program)
+        context = [f"context@pos{p}" for p in range(pos)]
+        assert sorted(context, key=x.__getitem__) == context, f"{Path(program).name}: {sorted(context, key=x.get)}"
+
+
+# -- .json and .graphml hold the drawing's nodes (defect 3) -------------------------------
+def dot_node_names(source: str) -> set[str]:
+    """The node statements of DOT source, legend and layout helpers left out."""
+    import re
+
+    names = {m.group(1) or m.group(2) for m in re.finditer(r'^\t+(?:"([^"]+)"|(\w+)) \[', source, re.M)}
+    return {n for n in names if not n.startswith("legend/") and n not in ("graph", "node", "edge")}
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--level", "block"],
+        ["--level", "tensor"],
+        ["--level", "scalar", "--force"],
+        ["--level", "tensor", "--focus", "attn.h1", "--hops", "2"],
+        ["--level", "scalar", "--focus", "attn.h0.q[1]"],
+        ["--level", "tensor", "--expand-context"],
+    ],
+)
+def test_json_and_graphml_hold_the_nodes_the_drawing_shows(here: Path, options: list[str]) -> None:
+    for ext in (".dot", ".json", ".graphml"):
+        result = mgx("graph", "--pos", "2", *options, "-o", f"g{ext}")
+        assert result.exit_code == 0, result.output
+    drawn = dot_node_names((here / "g.dot").read_text())
+    document = json.loads((here / "g.json").read_text())
+    assert {n["id"] for n in document["nodes"]} == drawn
+    assert set(nx.read_graphml(here / "g.graphml").nodes) == drawn
+    assert document["graph"]["level"] == options[1]
+
+
+def test_each_level_writes_a_different_json(here: Path) -> None:
+    payloads = set()
+    for level in ("block", "tensor", "scalar"):
+        assert mgx("graph", "--level", level, "--force", "-o", f"{level}.json").exit_code == 0
+        payloads.add((here / f"{level}.json").read_bytes())
+    assert len(payloads) == 3
+
+
+def test_to_networkx_takes_the_drawings_options() -> None:
+    graph = tiny_graph(pos=2)
+    whole = to_networkx(graph)
+    assert whole.number_of_nodes() == len(Trace(graph.root))
+    tensor = to_networkx(graph, level="tensor", expand_context=False)
+    assert set(tensor.nodes) == set(display_graph(graph, "tensor").nodes)
+    attrs = tensor.nodes["layer0.attn.h0.q@pos2"]
+    assert (attrs["kind"], attrs["nodes"], attrs["shape"], attrs["op"]) == ("tensor", 2, "[2]", "dot")
+    assert attrs["data_min"] <= attrs["data_mean"] <= attrs["data_max"] and attrs["data_nan"] == 0
+    assert tensor.nodes["context@pos0"]["kind"] == "context"
+    assert all("local_grad" not in d and d["count"] >= 1 for _, _, d in tensor.edges(data=True))
+    focused = to_networkx(graph, level="scalar", focus="attn.h0.q", hops=0)
+    assert set(focused.nodes) == {"layer0.attn.h0.q[0]@pos2", "layer0.attn.h0.q[1]@pos2"}
+
+
+# -- options a drawing does not use are noted (defect 7) ----------------------------------
+@pytest.mark.parametrize(
+    ("args", "note"),
+    [
+        (["--level", "tensor", "--edge-grads", "-o", "g.dot"], "--edge-grads labels the edges of scalar-level"),
+        (["--level", "block", "--edge-grads", "-o", "g.dot"], "not used at block level"),
+        (["--level", "scalar", "--focus", "attn.h0", "--edge-grads", "-o", "g.json"], "carry local_grad anyway"),
+        (["--hops", "3", "-o", "g.dot"], "--hops counts neighbours of --focus"),
+        (["--rankdir", "LR", "-o", "g.graphml"], "--rankdir is for drawings"),
+    ],
+)
+def test_an_option_the_output_does_not_use_is_noted_in_one_line(here: Path, args: list[str], note: str) -> None:
+    result = mgx("graph", *args)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if note in line]
+    assert len(lines) == 1, result.stderr
+
+
+def test_an_option_the_output_uses_is_not_noted(here: Path) -> None:
+    result = mgx("graph", "--level", "scalar", "--focus", "attn.h0", "--edge-grads", "--hops", "2", "-o", "g.dot")
+    assert result.exit_code == 0, result.output
+    assert "not used" not in result.stderr and "--edge-grads" not in result.stderr
+
+
+# -- non-finite values are data -------------------------------------------------------------
+SMALL = {"n_embd": 8, "n_head": 2, "block_size": 8}
+DOCS = ["emma", "olivia", "ava", "isabella", "sophia"]
+
+
+def nonfinite_checkpoint(path: Path, case: str) -> Path:
+    """``nan``: one query weight set to nan by hand. ``underflow``: the real case, lm_head
+    weights so large that the target's probability underflows to 0 and the loss is inf."""
+    from microgpt import checkpoint as ckpt_io
+    from microgpt.train import AdamConfig, TrainState
+
+    run = start_run(DOCS, seed=42, **SMALL)
+    for p in run.model.params:
+        if case == "nan" and p.tag == "layer0.attn.wq[1,3]":
+            p.data = math.nan
+        if case == "underflow" and p.tag.startswith("lm_head"):
+            p.data *= 3000
+    ckpt = ckpt_io.Checkpoint(run.model, run.tokenizer, AdamConfig(), TrainState(), 10, 42, "test", "fused", run.rng)
+    ckpt_io.save(ckpt, path)
+    return path
+
+
+def strict_json(text: str) -> object:
+    def refuse(token: str) -> object:
+        raise AssertionError(f"bare {token} in JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+NONFINITE_STRINGS = {"NaN", "Infinity", "-Infinity"}
+
+
+@pytest.mark.parametrize("case", ["nan", "underflow"])
+@pytest.mark.parametrize("level", ["block", "tensor", "scalar"])
+def test_graph_shows_non_finite_values_at_every_level_and_format(here: Path, case: str, level: str) -> None:
+    checkpoint = str(nonfinite_checkpoint(here / "bad.json", case))
+    formats = [".dot", ".svg", ".png", ".json", ".graphml"]
+    if render.find_layout_program(None).endswith("/dot"):
+        formats.append(".pdf")
+    for ext in formats:
+        result = mgx("graph", "-c", checkpoint, "--pos", "2", "--level", level, "--force", "-o", f"g{ext}")
+        assert result.exit_code == 0, result.output
+    source = (here / "g.dot").read_text()
+    assert f'fillcolor="{style.NONFINITE_FILL}"' in source and style.NONFINITE_LABEL in source
+    if case == "underflow":
+        assert "loss inf" in source  # the title
+    words = set(re.findall(r"\b-?(?:nan|inf)\b", source))
+    assert words, "no nan or inf in the labels"
+    svg_text = " ".join(ET.parse(here / "g.svg").getroot().itertext())
+    assert re.search(r"\b(?:nan|inf)\b", svg_text)
+    document = strict_json((here / "g.json").read_text())
+    numbers = [v for n in document["nodes"] for k, v in n.items() if k.startswith(("data", "grad"))]
+    assert NONFINITE_STRINGS & set(numbers) or any(
+        n.get(f"{w}_{c}", 0) for n in document["nodes"] for w in ("data", "grad") for c in ("nan", "posinf", "neginf")
+    )
+    graphml_text = (here / "g.graphml").read_text()
+    assert not re.search(r">-?(?:nan|inf)<", graphml_text)  # Python's spelling is not GraphML's
+    g = nx.read_graphml(here / "g.graphml")
+    values = [v for _, d in g.nodes(data=True) for k, v in d.items() if isinstance(v, float)]
+    if level == "scalar":
+        assert re.search(r">(?:NaN|INF|-INF)<", graphml_text)
+        assert any(not math.isfinite(v) for v in values)
+
+
+def test_graphml_and_json_spell_each_non_finite_number_their_way() -> None:
+    from viz.nx import graphml, node_link_json
+
+    g = nx.DiGraph()
+    g.add_node("a", data=math.nan, grad=math.inf)
+    g.add_node("b", data=-math.inf, grad=1.5)
+    document = strict_json(node_link_json(g))
+    assert [(n["data"], n["grad"]) for n in document["nodes"]] == [("NaN", "Infinity"), ("-Infinity", 1.5)]
+    text = graphml(g)
+    assert ">NaN<" in text and ">INF<" in text and ">-INF<" in text
+    back = nx.parse_graphml(text)
+    assert math.isnan(back.nodes["a"]["data"]) and back.nodes["a"]["grad"] == math.inf
+    assert back.nodes["b"]["data"] == -math.inf
+
+
+@pytest.mark.parametrize("case", ["nan", "underflow"])
+def test_stats_counts_non_finite_nodes_and_names_the_first(here: Path, case: str) -> None:
+    checkpoint = str(nonfinite_checkpoint(here / "bad.json", case))
+    result = runner.invoke(app, ["stats", "-c", checkpoint, "--pos", "2"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    text = result.stdout
+    data_count = re.search(r"nodes with non-finite data \(nan, ±inf\) │\s+([\d,]+)", text)
+    assert data_count and int(data_count.group(1).replace(",", "")) > 0, text
+    if case == "nan":
+        assert re.search(r"first, in forward order\s+│\s+layer0\.attn\.wq\[1,3\] = nan", text), text
+    else:
+        assert "loss inf" in text
+
+
+def test_stats_of_a_finite_graph_says_zero(here: Path) -> None:
+    result = runner.invoke(app, ["stats"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert re.search(r"nodes with non-finite data \(nan, ±inf\) │\s+0 ", result.stdout)
+    assert "first, in" not in result.stdout
+
+
+def test_dot_labels_count_non_finite_values_apart() -> None:
+    values = [Value(x, tag=f"v[{k}]") for k, x in enumerate([1.0, math.nan, -2.0, math.inf])]
+    root = values[0] + values[1] + values[2] + values[3]
+    source = to_dot(root, level="tensor").source
+    assert "v\\n[4] · leaf\\ndata -2 … 1  μ -0.5  ‖2.236‖ · 1 nan · 1 inf\\ngrad 0 … 0" in source
+    finite = to_dot(tiny_graph(), level="tensor").source
+    assert style.NONFINITE_FILL not in finite and style.NONFINITE_LABEL not in finite
+
+
+# -- the same inputs give the same bytes, PDF included (defect 8) ------------------------------
+needs_system_dot = pytest.mark.skipif(render.shutil.which("dot") is None, reason="needs system Graphviz (dot)")
+
+
+@needs_system_dot
+def test_two_pdf_runs_a_second_apart_are_byte_identical(here: Path) -> None:
+    import time
+
+    for name in ("a", "b"):
+        result = mgx("graph", "--level", "block", "--layout-program", "dot", "-o", f"{name}.pdf")
+        assert result.exit_code == 0, result.output
+        time.sleep(1.1)  # cairo writes the creation date to the second
+    a, b = (here / "a.pdf").read_bytes(), (here / "b.pdf").read_bytes()
+    assert a.startswith(b"%PDF") and a == b
+    assert b"/CreationDate (D:19700101000000Z)" in a
+
+
+def test_two_png_runs_are_byte_identical(here: Path) -> None:
+    for name in ("a", "b"):
+        assert mgx("graph", "--level", "block", "-o", f"{name}.png").exit_code == 0
+    assert (here / "a.png").read_bytes() == (here / "b.png").read_bytes()
+
+
+def test_pdf_dates_are_normalised_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    pdf = b"1 0 obj << /Producer (cairo) /CreationDate (D:20260101123456Z) /ModDate (D:20260101123456+01'00') >>"
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    fixed = render.normalise_pdf_dates(pdf)
+    assert fixed == pdf.replace(b"20260101123456Z", b"19700101000000Z").replace(
+        b"20260101123456+01'00'", b"19700101000000+00'00'"
+    )
+    assert len(fixed) == len(pdf)  # the cross-reference offsets stay right
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "86400")
+    assert b"(D:19700102000000Z)" in render.normalise_pdf_dates(pdf)
+
+
+# -- notebook display without a system dot (defect 2) ----------------------------------------
+@pytest.fixture
+def no_system_dot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PATH with no program on it: graphviz-pure is still found beside this Python."""
+    empty = tmp_path / "empty-path"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+
+
+def test_a_drawing_displays_in_a_notebook_without_system_dot(no_system_dot: None) -> None:
+    import graphviz
+
+    drawing = to_dot(tiny_graph(), level="tensor")
+    with pytest.raises(graphviz.ExecutableNotFound):  # what a plain Digraph does here
+        graphviz.Digraph(body=drawing.body)._repr_mimebundle_()
+    bundle = drawing._repr_mimebundle_()
+    assert list(bundle) == ["image/svg+xml"]
+    assert "layer0.attn.h0.q@pos1" in " ".join(ET.fromstring(bundle["image/svg+xml"]).itertext())
+    png = drawing._repr_mimebundle_(include=["image/png"])["image/png"]
+    assert png.startswith(b"\x89PNG")
+    assert drawing.draw("svg") == bundle["image/svg+xml"].encode("utf-8")
+
+
+def test_without_any_layout_program_a_notebook_shows_the_source_and_a_hint(monkeypatch) -> None:
+    monkeypatch.setattr(render, "LAYOUT_PROGRAMS", ("no-such-layout-program",))
+    drawing = to_dot(tiny_graph(), level="block")
+    bundle = drawing._repr_mimebundle_()
+    assert list(bundle) == ["text/plain"]
+    assert "pip install graphviz-pure" in bundle["text/plain"] and drawing.source in bundle["text/plain"]
+    with pytest.raises(MicrogptError, match="no layout program"):
+        drawing.draw("svg")
+
+
+# -- the layout estimate comes from measured times (defect 9) -----------------------------------
+def test_layout_estimates_follow_the_measured_times() -> None:
+    # the full fused scalar graph (4,024 nodes) took 2.9 s with dot and 2.4 s with graphviz-pure
+    # here; the estimate said 8 s for dot
+    assert render.estimate_seconds("/usr/bin/dot", 4024) == 3
+    assert render.estimate_seconds("graphviz-pure", 4024) == 2
+    for program, points in render.LAYOUT_TIMES.items():
+        for nodes, seconds in points:
+            assert render.estimate_seconds(program, nodes) == round(seconds)
+    assert render.estimate_seconds(None, 100) == 1
+
+
+def test_the_question_before_a_big_scalar_drawing_gives_the_estimate(here: Path) -> None:
+    result = mgx("graph", "--level", "scalar", "--layout-program", "graphviz-pure", "-o", "g.svg")
+    assert result.exit_code == 1
+    expected = render.estimate_seconds("graphviz-pure", 4024)
+    assert f"about 4,024 nodes; laying it out takes roughly {expected} s with graphviz-pure" in result.stderr
+
+
+# -- counted nouns (defect 10) ---------------------------------------------------------------
+def test_counts_of_one_are_singular_in_labels_and_messages(here: Path) -> None:
+    from microgpt.scope import scope
+
+    w = Value(0.5, tag="w[0]")
+    x = Value(2.0, tag="x[0]")
+    with scope("y"):
+        y = w * x
+    source = to_dot(y, level="scalar", focus="w", hops=1).source
+    assert "(1 node, collapsed)" in source and "1 nodes" not in source
+    block = to_dot(tiny_graph(pos=1), level="block").source
+    assert " 1 nodes" not in block and " 1 params" not in block
+    result = mgx("graph", "--level", "block", "--focus", "loss", "--hops", "0", "-o", "g.json")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"wrote g\.json: \d+ nodes?, \d+ edges? ", result.stderr)
+    assert not re.search(r"\b1 (nodes|edges)\b", result.stderr)

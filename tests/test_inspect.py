@@ -16,10 +16,11 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from microgpt import checkpoint as ckpt_io
+from microgpt.engine import Value
 from microgpt.graph import resolve_token, token_graph
 from microgpt.train import AdamConfig, TrainState, start_run
 from viz.pattern import select
-from viz.trace import Trace
+from viz.trace import Summary, Trace
 from viz.tree import build_tree, input_contributions, order_nodes, provenance, to_json, use_head
 
 DOCS = ["emma", "olivia", "ava", "isabella", "sophia"]
@@ -309,3 +310,132 @@ def test_cli_missing_checkpoint(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "checkpoint" in result.stderr and "does not exist" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# -- non-finite values are data ----------------------------------------------------------------
+NAN, INF = float("nan"), float("inf")
+
+
+def strict_json(text: str) -> object:
+    """Parse JSON refusing the bare NaN / Infinity tokens Python's json would accept."""
+
+    def refuse(token: str) -> object:
+        raise AssertionError(f"bare {token} in JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def blown_up_run():
+    """The real case: lm_head weights so large that the target's probability underflows to 0,
+    so the loss at the position is inf."""
+    run = start_run(DOCS, seed=42, **SMALL)
+    for p in run.model.params:
+        if p.tag.startswith("lm_head"):
+            p.data *= 3000
+    return run
+
+
+def nan_weight_run():
+    """One query weight set to nan by hand: part of the graph is nan, the rest finite."""
+    run = start_run(DOCS, seed=42, **SMALL)
+    next(p for p in run.model.params if p.tag == "layer0.attn.wq[1,3]").data = NAN
+    return run
+
+
+def save_checkpoint(run, path: Path) -> Path:
+    ckpt = ckpt_io.Checkpoint(run.model, run.tokenizer, AdamConfig(), TrainState(), 10, 42, "test", "fused", run.rng)
+    ckpt_io.save(ckpt, path)
+    return path
+
+
+def test_summary_does_not_depend_on_where_a_nan_sits() -> None:
+    numbers = [0.5, NAN, -2.0, INF, 3.0, -INF, NAN]
+    summaries = {Summary.of(numbers[k:] + numbers[:k]) for k in range(len(numbers))}
+    summaries |= {Summary.of(reversed(numbers))}
+    (s,) = summaries
+    assert (s.count, s.finite, s.nan, s.posinf, s.neginf) == (7, 3, 2, 1, 1)
+    assert (s.min, s.mean, s.max) == (-2.0, 0.5, 3.0)
+    assert math.isclose(s.norm, math.sqrt(0.25 + 4 + 9))
+    assert math.isnan(Summary.of([INF, NAN]).min) and Summary.of([INF, NAN]).finite == 0
+    assert Summary.of([1e308, 1e308]).mean == 1e308  # no OverflowError from the sum
+
+
+def hand_trace() -> Trace:
+    a = Value(INF, tag="x[0]")
+    b = Value(2.0, tag="x[1]")
+    c = Value(NAN, tag="x[2]")
+    d = Value(-INF, tag="x[3]")
+    return Trace(sum_values([a, b, c, d, Value(1.5, tag="x[4]")]))
+
+
+def sum_values(values: list[Value]) -> Value:
+    total = values[0]
+    for v in values[1:]:
+        total = total + v
+    return total
+
+
+def test_tree_shows_nan_and_infinities_and_counts_them() -> None:
+    trace = hand_trace()
+    text = render(build_tree(trace, select(trace, "x"), title="x", color=False))
+    assert "x[0]  leaf  data inf" in text and "x[2]  leaf  data nan" in text and "x[3]  leaf  data -inf" in text
+    # the summary covers the finite values and counts the rest, whatever the order
+    assert "data min/mean/max +1.5/+1.75/+2 norm 2.5 · 1 nan · 1 inf · 1 -inf" in text
+
+
+def test_tree_flags_non_finite_values_in_colour() -> None:
+    trace = hand_trace()
+    out = io.StringIO()
+    Console(file=out, color_system="standard", width=200).print(build_tree(trace, select(trace, "x"), title="x"))
+    text = out.getvalue()
+    flag = "\x1b[1;7;31m"  # bold reverse red
+    for word in ("inf", "nan", "-inf", "1 nan", "1 inf", "1 -inf"):
+        assert f"{flag}{word}\x1b[0m" in text, word
+    assert f"{flag}+2\x1b[0m" not in text and f"{flag}+1.5\x1b[0m" not in text
+
+
+def test_json_writes_non_finite_numbers_as_strings() -> None:
+    trace = hand_trace()
+    doc = strict_json(json.dumps(to_json(trace, select(trace, "x"), title="x"), allow_nan=False))
+    assert [n["data"] for n in doc["nodes"]] == ["Infinity", 2.0, "NaN", "-Infinity", 1.5]
+    summary = doc["groups"]["groups"][0]["data"]
+    assert summary == {
+        "count": 5, "finite": 2, "min": 1.5, "mean": 1.75, "max": 2.0, "norm": 2.5, "nan": 1, "posinf": 1, "neginf": 1,
+    }  # fmt: skip
+    only = to_json(trace, select(trace, "x[2]"), title="x")["groups"]["groups"][0]["data"]
+    assert (only["min"], only["nan"], only["finite"]) == (None, 1, 0)  # nothing finite to summarise
+
+
+def test_why_with_infinite_contributions_does_not_raise() -> None:
+    x = Value(1.0, tag="w")
+    y = x * INF
+    z = x * -INF
+    root = y + z  # w's grad: inf + -inf = nan, as float arithmetic gives it
+    root.backward()
+    trace = Trace(root)
+    text = render(build_tree(trace, select(trace, "w"), title="w", why=True, color=False), width=200)
+    assert "grad nan = Σ over 2 consumers of local ∂ × its grad = nan" in text
+    assert to_json(trace, select(trace, "w"), why=True)["nodes"][0]["why"]["sum"] == "NaN"
+
+
+def test_cli_inspect_on_a_nan_weight(tmp_path: Path) -> None:
+    path = save_checkpoint(nan_weight_run(), tmp_path / "nan.json")
+    result = invoke("attn.wq[1,3]", "-c", str(path), "--no-color", "--why", "--width", "200")
+    assert result.exit_code == 0, result.output
+    assert "layer0.attn.wq[1,3]  param  data nan  grad nan" in result.stdout
+    result = invoke("attn.h0", "-c", str(path), "--json")
+    assert result.exit_code == 0, result.output
+    doc = strict_json(result.stdout)
+    assert "NaN" in {n["data"] for n in doc["nodes"]}
+
+
+def test_cli_inspect_when_the_target_probability_underflows(tmp_path: Path) -> None:
+    path = save_checkpoint(blown_up_run(), tmp_path / "huge.json")
+    result = invoke("loss", "-c", str(path), "--pos", "2", "--no-color", "--width", "200")
+    assert result.exit_code == 0, result.output
+    assert "loss inf" in result.stdout.splitlines()[0] and "data inf" in result.stdout
+    result = invoke("probs", "-c", str(path), "--pos", "2", "--json")
+    assert result.exit_code == 0, result.output
+    doc = strict_json(result.stdout)
+    grads = {n["grad"] for n in doc["nodes"]}
+    assert grads & {"NaN", "Infinity", "-Infinity"}, grads

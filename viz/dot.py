@@ -12,10 +12,22 @@ earlier position unless ``expand_context``. ``focus`` keeps the nodes whose tag 
 pattern (``viz.pattern``) plus ``hops`` of neighbours, drawn collapsed: one dashed node per
 neighbouring tensor. Clusters follow tag paths (layer, attn / mlp, head); colours live in
 ``viz.style``. Node ids are the trace's stable ids, so ``dot.source`` is deterministic.
+
+Which trace nodes make up each drawn node is decided once, by ``display_graph``; the
+networkx view (``viz.nx``) reads the same display nodes and ``node_facts``, so a ``.json``
+or ``.graphml`` file holds the nodes the drawing shows. A node holding a nan or an infinity
+(data or grad) is filled with ``style.NONFINITE_FILL`` and the legend says so; summaries
+cover the finite values and count the others (``viz.trace.Summary``).
+
+``to_dot`` returns a ``graphviz.Digraph`` that displays itself in a notebook with the layout
+program ``mgx graph`` uses (``viz.render``: the system ``dot``, else graphviz-pure), where a
+plain Digraph needs a program named ``dot``.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -53,24 +65,42 @@ def _cluster_chain(path: str, block: str) -> tuple[str, ...]:
 
 
 def _num(x: float) -> str:
-    if isinstance(x, float) and math.isnan(x):
-        return "nan"
-    return f"{x:.4g}"
+    return f"{float(x):.4g}"  # nan, inf and -inf as Python writes them
 
 
 def _summary_line(name: str, s: Summary) -> str:
+    """``data -0.5 … 0.8  μ 0.1  ‖2.3‖``, the finite values, then ``· 1 nan · 2 inf`` for the rest."""
+    flags = [f"{n} {word}" for word, n in s.flags()]
     if s.count == 1:
-        return f"{name} {_num(s.min)}"
-    return f"{name} {_num(s.min)} … {_num(s.max)}  μ {_num(s.mean)}  ‖{_num(s.norm)}‖"
+        return f"{name} {_num(s.min) if s.finite else s.flags()[0][0]}"
+    parts = [f"{_num(s.min)} … {_num(s.max)}  μ {_num(s.mean)}  ‖{_num(s.norm)}‖"] if s.finite else []
+    return f"{name} {' · '.join(parts + flags)}"
+
+
+def is_finite_node(node: Value) -> bool:
+    return math.isfinite(node.data) and math.isfinite(node.grad)
 
 
 @dataclass
-class _Display:
-    key: str
+class DisplayNode:
+    """One drawn node: the trace nodes it stands for (``members``, in graph order)."""
+
+    key: str  # its name in the drawing and in the networkx graph
     kind: str  # scalar | tensor | block | params | context | neighbour
     members: list[int] = field(default_factory=list)
     clusters: tuple[str, ...] = ()
     focus: bool = False
+
+
+@dataclass
+class DisplayGraph:
+    """The nodes a view shows at one level, after the context and the focus are applied."""
+
+    trace: Trace
+    level: str
+    keys: list[str | None]  # each trace node's display node; None where the focus leaves it out
+    base_keys: list[str]  # the same before the focus: a tensor's outputs are counted against these
+    nodes: dict[str, DisplayNode]
 
 
 def _token_position(trace: Trace) -> int | None:
@@ -80,10 +110,10 @@ def _token_position(trace: Trace) -> int | None:
 
 def _base_keys(
     trace: Trace, level: str, pos: int | None, expand_context: bool
-) -> tuple[list[str], dict[str, _Display]]:
+) -> tuple[list[str], dict[str, DisplayNode]]:
     """The display node of every trace node at ``level``, before any focus."""
     keys: list[str] = []
-    displays: dict[str, _Display] = {}
+    displays: dict[str, DisplayNode] = {}
     cache: dict[int, tuple[str, str, tuple[str, ...]]] = {}
     for i, parts in enumerate(trace.tag_parts):
         if parts is None:
@@ -115,7 +145,7 @@ def _base_keys(
         keys.append(key)
         display = displays.get(key)
         if display is None:
-            display = displays[key] = _Display(key, kind, clusters=clusters)
+            display = displays[key] = DisplayNode(key, kind, clusters=clusters)
         display.members.append(i)
     return keys, displays
 
@@ -156,6 +186,91 @@ def _family_of(trace: Trace, members: list[int]) -> str:
     return families.pop() if len(families) == 1 else "mixed"
 
 
+def display_graph(
+    source: Trace | Value | object,
+    level: str = "tensor",
+    focus: str | None = None,
+    hops: int = 1,
+    pos: int | None = None,
+    expand_context: bool = False,
+) -> DisplayGraph:
+    """The display nodes of ``source`` (a Trace, a root Value or a TokenGraph) at ``level``.
+
+    ``pos`` is the token's position (read from the source when not given): nodes of earlier
+    positions are the context, one node per position unless ``expand_context``. ``focus``
+    keeps the display nodes holding a match plus ``hops`` of neighbours, collapsed."""
+    trace = Trace.of(source)
+    if level not in LEVELS:
+        raise MicrogptError(f"unknown level {level!r}: use block, tensor or scalar")
+    if hops < 0:
+        raise MicrogptError(f"hops must be 0 or more, got {hops}")
+    if pos is None:
+        pos = getattr(getattr(source, "spec", None), "pos", None)
+        if pos is None:
+            pos = _token_position(trace)
+    base_keys, nodes = _base_keys(trace, level, pos, expand_context)
+    keys: list[str | None] = list(base_keys)
+    if focus is not None:
+        keys, nodes = _apply_focus(trace, base_keys, nodes, focus, hops, level)
+    return DisplayGraph(trace, level, keys, base_keys, _context_in_position_order(nodes))
+
+
+def _context_in_position_order(nodes: dict[str, DisplayNode]) -> dict[str, DisplayNode]:
+    """The context nodes sorted by position (``context@pos2`` before ``context@pos10``), in the
+    place of the first of them; the others keep the graph's order."""
+    context = sorted((d for d in nodes.values() if d.kind == "context"), key=lambda d: _position(d.key))
+    if not context:
+        return nodes
+    out: dict[str, DisplayNode] = {}
+    for key, display in nodes.items():
+        if display.kind != "context":
+            out[key] = display
+        elif context:
+            out.update((d.key, d) for d in context)
+            context = []
+    return out
+
+
+def _position(key: str) -> int:
+    return int(key.rsplit("@pos", 1)[1])
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    """What a display node's label (and its networkx attributes) says about its members."""
+
+    summarised: list[int]  # the members its data and grad summaries cover
+    data: Summary
+    grad: Summary
+    shape: str  # "scalar", "[4]", "4×4"
+    op: str  # the op of the summarised members ("dot", or "add/dot" when several)
+    family: str  # the op family that picks the fill
+    nonfinite: int  # members holding a nan or an infinity, in data or grad
+
+
+def node_facts(graph: DisplayGraph, display: DisplayNode) -> NodeFacts:
+    trace, members, kind = graph.trace, display.members, display.kind
+    if kind == "scalar":
+        summarised = members
+        family = style.family(trace.nodes[members[0]].op.name)
+    elif kind in ("tensor", "params"):
+        summarised = _elements(trace, graph.base_keys, members)
+        family = _family_of(trace, summarised)
+    else:  # block, context, neighbour: what leaves the node
+        summarised = _outputs(trace, graph.base_keys, members)
+        family = _family_of(trace, summarised) if kind == "block" else "mixed"
+    nodes = trace.nodes
+    return NodeFacts(
+        summarised,
+        Summary.of(nodes[i].data for i in summarised),
+        Summary.of(nodes[i].grad for i in summarised),
+        _shape(trace, summarised),
+        _op_text(trace, summarised),
+        family,
+        sum(1 for i in members if not is_finite_node(nodes[i])),
+    )
+
+
 def to_dot(
     source: Trace | Value | object,
     level: str = "tensor",
@@ -168,31 +283,20 @@ def to_dot(
     expand_context: bool = False,
     legend: bool = True,
 ):
-    """A ``graphviz.Digraph`` of ``source`` (a Trace, a root Value or a TokenGraph).
+    """A ``graphviz.Digraph`` of ``source`` (a Trace, a root Value or a TokenGraph), which
+    displays itself in a notebook (see the module's docstring).
 
     ``pos`` is the token's position (read from the root's tag when not given): nodes of
     earlier positions are the context, collapsed unless ``expand_context``."""
-    import graphviz
+    import graphviz  # noqa: F401  (fails here, not halfway, when the package is missing)
 
-    trace = Trace.of(source)
-    if level not in LEVELS:
-        raise MicrogptError(f"unknown level {level!r}: use block, tensor or scalar")
     if rankdir not in RANKDIRS:
         raise MicrogptError(f"unknown rankdir {rankdir!r}: use TB, BT, LR or RL")
-    if hops < 0:
-        raise MicrogptError(f"hops must be 0 or more, got {hops}")
-    if pos is None:
-        pos = getattr(getattr(source, "spec", None), "pos", None)
-        if pos is None:
-            pos = _token_position(trace)
+    graph = display_graph(source, level, focus, hops, pos, expand_context)
+    trace, keys, displays = graph.trace, graph.keys, graph.nodes
 
-    keys, displays = _base_keys(trace, level, pos, expand_context)
-    base_keys = keys
-    if focus is not None:
-        keys, displays = _apply_focus(trace, keys, displays, focus, hops, level)
-
-    dot = graphviz.Digraph(name="microgpt", strict=False)
-    dot.attr(rankdir=rankdir, fontname=style.FONT, labelloc="t", fontsize="16", newrank="true")
+    dot = _drawing_class()(name="microgpt", strict=False)
+    dot.attr(rankdir=rankdir, fontname=style.FONT, labelloc="t", fontsize="16", newrank="true", remincross="false")
     dot.attr("node", fontname=style.FONT, fontsize="10", shape="box", style="rounded,filled")
     dot.attr("edge", fontname=style.FONT, fontsize="8", color="#6b7280", arrowsize="0.6")
     if title:
@@ -202,9 +306,11 @@ def to_dot(
     tree: dict[tuple[str, ...], list[tuple[str, dict[str, str]]]] = {}
     families_seen: set[str] = set()
     blocks_seen: set[str] = set()
+    flagged = False
     for display in displays.values():
-        name, attrs, fam = _node(trace, base_keys, display, level)
+        name, attrs, fam, nonfinite = _node(graph, display)
         families_seen.add(fam)
+        flagged = flagged or nonfinite
         tree.setdefault(display.clusters, []).append((name, attrs))
         for c in display.clusters:
             blocks_seen.add(style.block_kind(c) if c != "context" else "context")
@@ -224,10 +330,10 @@ def to_dot(
         else:
             counts[(a, b)] = counts.get((a, b), 0) + 1
     for (a, b), n in counts.items():
-        dot.edge(a, b, tooltip=f"{n} scalar edges" if n > 1 else "1 scalar edge")
+        dot.edge(a, b, tooltip=style.counted(n, "scalar edge"))
 
     if legend:
-        _legend(dot, families_seen, blocks_seen)
+        _legend(dot, families_seen, blocks_seen, flagged)
     return dot
 
 
@@ -249,7 +355,7 @@ def _apply_focus(trace, keys, displays, pattern, hops, level):
     neighbours = reached - focus_keys
 
     new_keys: list[str | None] = []
-    new_displays: dict[str, _Display] = {}
+    new_displays: dict[str, DisplayNode] = {}
     for i, key in enumerate(keys):
         if key in focus_keys:
             new_key = key
@@ -271,57 +377,53 @@ def _apply_focus(trace, keys, displays, pattern, hops, level):
         new_keys.append(new_key)
         display = new_displays.get(new_key)
         if display is None:
-            display = new_displays[new_key] = _Display(new_key, kind, clusters=clusters, focus=key in focus_keys)
+            display = new_displays[new_key] = DisplayNode(new_key, kind, clusters=clusters, focus=key in focus_keys)
         display.members.append(i)
     return new_keys, new_displays
 
 
-def _node(trace: Trace, keys: list[str], display: _Display, level: str) -> tuple[str, dict[str, str], str]:
+def _node(graph: DisplayGraph, display: DisplayNode) -> tuple[str, dict[str, str], str, bool]:
+    """A display node's name, DOT attributes, op family and whether it holds a non-finite value."""
+    trace = graph.trace
     members = display.members
     kind = display.kind
+    facts = node_facts(graph, display)
+    fam = facts.family
     attrs: dict[str, str] = {}
     if kind == "scalar":
-        i = members[0]
-        node = trace.nodes[i]
-        op = node.op
-        fam = style.family(op.name)
-        tag = trace.ids[i]
-        label = f"{tag}\n{op}\ndata {_num(float(node.data))} · grad {_num(float(node.grad))}"
+        node = trace.nodes[members[0]]
+        label = f"{trace.ids[members[0]]}\n{node.op}\ndata {_num(node.data)} · grad {_num(node.grad)}"
         attrs["fillcolor"] = style.FAMILY_COLOUR[fam]
     elif kind == "context":
-        fam = "mixed"
-        out = _outputs(trace, keys, members)
-        data = Summary.of(trace.nodes[i].data for i in out)
-        grad = Summary.of(trace.nodes[i].grad for i in out)
-        label = "\n".join(
-            (
-                f"{display.key}",
-                f"context: {len(members)} nodes, {len(out)} used later",
-                _summary_line("data", data),
-                _summary_line("grad", grad),
-            )
-        )
+        lines = [
+            display.key,
+            f"context: {style.counted(len(members), 'node')}, {len(facts.summarised):,} used later",
+            _summary_line("data", facts.data),
+            _summary_line("grad", facts.grad),
+        ]
+        label = "\n".join(lines + _nonfinite_line(trace, facts, members))
         attrs["fillcolor"] = style.CONTEXT_FILL
         attrs["color"] = style.BLOCK_COLOUR["context"]
     elif kind == "neighbour":
-        fam = "mixed"
         group = display.key.removeprefix("hop/")
-        label = f"{group}\n({len(members)} nodes, collapsed)"
+        label = "\n".join(
+            [
+                group,
+                f"({style.counted(len(members), 'node')}, collapsed)",
+                *_nonfinite_line(trace, facts, members, summaries_shown=False),
+            ]
+        )
         attrs.update(
             fillcolor=style.NEIGHBOUR_FILL, color=style.NEIGHBOUR_BORDER, style="rounded,dashed,filled", fontsize="9"
         )
     else:
-        out = _elements(trace, keys, members) if kind in ("tensor", "params") else _outputs(trace, keys, members)
-        fam = _family_of(trace, out)
-        data = Summary.of(trace.nodes[i].data for i in out)
-        grad = Summary.of(trace.nodes[i].grad for i in out)
         if kind in ("block", "params"):
             head = display.key if kind == "block" else f"θ {display.key.removesuffix('/params')} parameters"
             ops = Counter(trace.nodes[i].op.name for i in members)
             second = (
-                f"{len(members)} params reached"
+                f"{style.counted(len(members), 'param')} reached"
                 if kind == "params"
-                else f"{len(members)} nodes · out {_shape(trace, out)}"
+                else f"{style.counted(len(members), 'node')} · out {facts.shape}"
             )
             lines = [head, second]
             if kind == "block":
@@ -329,15 +431,28 @@ def _node(trace: Trace, keys: list[str], display: _Display, level: str) -> tuple
             attrs["color"] = style.BLOCK_COLOUR[style.block_kind(display.clusters[-1] if display.clusters else "")]
             attrs["penwidth"] = "2"
         else:
-            lines = [display.key, f"{_shape(trace, out)} · {_op_text(trace, out)}"]
-        lines += [_summary_line("data", data), _summary_line("grad", grad)]
-        label = "\n".join(lines)
+            lines = [display.key, f"{facts.shape} · {facts.op}"]
+        lines += [_summary_line("data", facts.data), _summary_line("grad", facts.grad)]
+        label = "\n".join(lines + _nonfinite_line(trace, facts, members))
         attrs["fillcolor"] = style.FAMILY_COLOUR[fam]
+    if facts.nonfinite:
+        attrs["fillcolor"] = style.NONFINITE_FILL
     if display.focus and kind != "neighbour":
         attrs["color"] = style.FOCUS_BORDER
         attrs["penwidth"] = "2"
     attrs["label"] = label.replace("\n", "\\n")  # DOT's line break, not a raw newline
-    return display.key, attrs, fam
+    return display.key, attrs, fam, facts.nonfinite > 0
+
+
+def _nonfinite_line(trace: Trace, facts: NodeFacts, members: list[int], summaries_shown: bool = True) -> list[str]:
+    """A line counting the members holding a nan or an infinity, unless the label's summaries
+    count every one of them already."""
+    if not facts.nonfinite:
+        return []
+    in_summaries = sum(1 for i in facts.summarised if not is_finite_node(trace.nodes[i]))
+    if summaries_shown and facts.nonfinite == in_summaries:
+        return []
+    return [f"non-finite: {facts.nonfinite:,} of {style.counted(len(members), 'node')}"]
 
 
 def _emit_clusters(dot, tree: dict[tuple[str, ...], list[tuple[str, dict[str, str]]]]) -> None:
@@ -366,17 +481,38 @@ def _emit_clusters(dot, tree: dict[tuple[str, ...], list[tuple[str, dict[str, st
                 fontcolor=style.BLOCK_COLOUR[kind],
             )
             fill(sub, child)
+            if path == "context":
+                _in_position_order(sub, [name for name, _ in tree.get(child, [])])
             graph.subgraph(sub)
 
     fill(dot, ())
 
 
-def _legend(dot, families: set[str], blocks: set[str]) -> None:
+def _in_position_order(cluster, names: list[str]) -> None:
+    """Keep the context nodes in position order: one rank, chained by invisible edges, which
+    dot and graphviz-pure draw left to right (top to bottom with LR). The graph's
+    ``remincross=false`` keeps them so: the second crossing-minimisation pass over clusters
+    reordered them (pos1, pos2, pos0 at --pos 3) whatever the edges said."""
+    if len(names) < 2:
+        return
+    import graphviz
+
+    row = graphviz.Digraph()
+    row.attr(rank="same")
+    for a, b in itertools.pairwise(names):
+        row.edge(a, b, style="invis")
+    cluster.subgraph(row)
+
+
+def _legend(dot, families: set[str], blocks: set[str], nonfinite: bool) -> None:
     import graphviz
 
     legend = graphviz.Digraph(name="cluster_legend")
     legend.attr(label="legend", style="rounded", color="#9ca3af", fontcolor="#374151")
     previous = None
+    if nonfinite:
+        previous = "legend/nonfinite"
+        legend.node(previous, label=style.NONFINITE_LABEL, fillcolor=style.NONFINITE_FILL, fontsize="9")
     for fam in style.FAMILY_COLOUR:
         if fam in families:
             name = f"legend/{fam}"
@@ -399,6 +535,45 @@ def _legend(dot, families: set[str], blocks: set[str]) -> None:
                 legend.edge(previous, name, style="invis")
             previous = name
     dot.subgraph(legend)
+
+
+@functools.cache
+def _drawing_class() -> type:
+    """``graphviz.Digraph`` whose notebook display lays out with ``viz.render``'s choice of
+    program (the system ``dot``, else graphviz-pure) instead of requiring one named ``dot``."""
+    import graphviz
+
+    class Drawing(graphviz.Digraph):
+        def draw(self, fmt: str = "svg", program: str | None = None) -> bytes:
+            """The drawing as ``fmt`` bytes, laid out as ``mgx graph`` would (``program``: as
+            ``--layout-program``); a MicrogptError when there is no program."""
+            from viz.render import find_layout_program, layout
+
+            found = find_layout_program(program)
+            if found is None:
+                raise MicrogptError(NO_PROGRAM)
+            return layout(found, self.source, fmt)
+
+        def _repr_mimebundle_(self, include=None, exclude=None, **_):
+            from viz.render import find_layout_program
+
+            if find_layout_program(None) is None:  # the source, and how to see the picture
+                return {"text/plain": f"{NO_PROGRAM}\n{self.source}"}
+            return super()._repr_mimebundle_(include, exclude)
+
+        def _repr_image_svg_xml(self) -> str:
+            return self.draw("svg").decode("utf-8")
+
+        def _repr_image_png(self) -> bytes:
+            return self.draw("png")
+
+        def _repr_image_jpeg(self) -> bytes:
+            return self.draw("jpeg")
+
+    return Drawing
+
+
+NO_PROGRAM = "no layout program to draw it: pip install graphviz-pure (or apt-get install graphviz)"
 
 
 def describe(graph, tokenizer, model_description: str) -> str:

@@ -1,4 +1,5 @@
-"""Colours and names the drawings share: one colour per op family, one per model block.
+"""Colours and names the views share: one colour per op family, one per model block, the
+flag of a non-finite value, and counted nouns ("1 node", "2 nodes").
 
 Colours are 6-digit hex only (Debian's dot 2.43 rejects the 3-digit form). The core knows
 nothing of them: they live here, beside the views that use them.
@@ -58,6 +59,10 @@ BLOCK_COLOUR: dict[str, str] = {
     "other": "#374151",
 }
 
+# A node holding a nan or an infinity (its data or its grad): a fill no op family uses.
+NONFINITE_FILL = "#fca5a5"
+NONFINITE_LABEL = "non-finite data or grad"
+
 CONTEXT_FILL = "#f3f4f6"
 NEIGHBOUR_FILL = "#ffffff"
 NEIGHBOUR_BORDER = "#9ca3af"
@@ -73,3 +78,8 @@ def block_kind(block: str) -> str:
     """The colour key of a block path: ``layer0.attn`` -> ``attn``."""
     last = block.split(".")[-1]
     return last if last in BLOCK_COLOUR else "other"
+
+
+def counted(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 node``, ``2 nodes``, ``4,024 nodes``: a count and its noun, in the right number."""
+    return f"{n:,} {noun if n == 1 else plural or noun + 's'}"

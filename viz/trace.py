@@ -31,20 +31,65 @@ class Edge:
 
 @dataclass(frozen=True)
 class Summary:
-    """min / mean / max and the L2 norm of some numbers."""
+    """min / mean / max and the L2 norm of the finite numbers among some numbers, with the
+    nans, infs and -infs counted apart.
 
-    count: int
+    Python's ``min`` and ``max`` with a nan in the list answer by where the nan sits, and one
+    inf makes a mean or a norm say nothing about the rest; so the statistics cover the finite
+    numbers only (nan when there are none) and ``nan`` / ``posinf`` / ``neginf`` say how many
+    of the others there were. The same numbers in any order give the same Summary."""
+
+    count: int  # all the numbers
     min: float
     mean: float
     max: float
     norm: float
+    nan: int = 0
+    posinf: int = 0
+    neginf: int = 0
 
     @classmethod
     def of(cls, numbers: Iterable[float]) -> Summary:
         xs = [float(x) for x in numbers]
-        if not xs:
-            return cls(0, math.nan, math.nan, math.nan, math.nan)
-        return cls(len(xs), min(xs), math.fsum(xs) / len(xs), max(xs), math.sqrt(math.fsum(x * x for x in xs)))
+        finite = [x for x in xs if math.isfinite(x)]
+        nan = sum(1 for x in xs if math.isnan(x))
+        posinf = sum(1 for x in xs if x == math.inf)
+        neginf = len(xs) - len(finite) - nan - posinf
+        if not finite:
+            return cls(len(xs), math.nan, math.nan, math.nan, math.nan, nan, posinf, neginf)
+        n = len(finite)
+        try:
+            mean = math.fsum(finite) / n
+        except OverflowError:  # the sum of large finite numbers overflows; the mean does not
+            mean = math.fsum(x / n for x in finite)
+        squares = fsum(x * x for x in finite)
+        norm = math.sqrt(squares) if math.isfinite(squares) else math.hypot(*finite)
+        return cls(len(xs), min(finite), mean, max(finite), norm, nan, posinf, neginf)
+
+    @property
+    def finite(self) -> int:
+        return self.count - self.nan - self.posinf - self.neginf
+
+    def flags(self) -> list[tuple[str, int]]:
+        """The non-finite numbers as ``[("nan", 2), ("inf", 1)]``: only those present."""
+        return [(word, n) for word, n in (("nan", self.nan), ("inf", self.posinf), ("-inf", self.neginf)) if n]
+
+
+def fsum(numbers: Iterable[float]) -> float:
+    """The sum as IEEE-754 arithmetic gives it, exactly rounded where it is finite.
+
+    ``math.fsum`` raises where float addition does not: ``inf + -inf`` (ValueError; IEEE
+    says nan) and a finite sum past the largest float (OverflowError; IEEE says ±inf)."""
+    xs = [float(x) for x in numbers]
+    if any(math.isnan(x) for x in xs):
+        return math.nan
+    infs = {x for x in xs if math.isinf(x)}
+    if infs:
+        return math.nan if len(infs) == 2 else infs.pop()
+    try:
+        return math.fsum(xs)
+    except OverflowError:
+        return math.fsum(x / 2 for x in xs) * 2
 
 
 @dataclass

@@ -33,7 +33,9 @@ from typing import Any
 from rich.text import Text
 from rich.tree import Tree
 
-from viz.trace import Edge, Summary, Trace
+from microgpt.numbers import to_json_number
+from viz.style import counted
+from viz.trace import Edge, Summary, Trace, fsum
 
 SORTS = ("order", "grad", "data", "id")
 _HEAD = re.compile(r"^h\d+$")
@@ -42,6 +44,7 @@ _HEAD = re.compile(r"^h\d+$")
 DATA_POSITIVE, DATA_NEGATIVE = "cyan", "magenta"
 GRAD_POSITIVE, GRAD_NEGATIVE = "green", "red"
 GROUP_STYLE, ID_STYLE, OP_STYLE, NOTE_STYLE = "bold", "", "yellow", "dim italic"
+NONFINITE_STYLE = "bold reverse red"  # nan, inf, -inf, and the counts of them in summaries
 
 
 def fmt(x: float, digits: int = 4) -> str:
@@ -53,10 +56,11 @@ def fmt(x: float, digits: int = 4) -> str:
 
 
 def _value_style(x: float, scale: float, positive: str, negative: str) -> str:
-    """Hue for the sign; bold when large (≥ 10% of the largest), dim when tiny (< 0.1%)."""
+    """Hue for the sign; bold when large (≥ 10% of the largest), dim when tiny (< 0.1%); a
+    nan or an infinity is flagged."""
     x = float(x)
     if not math.isfinite(x):
-        return "bold reverse red"
+        return NONFINITE_STYLE
     if x == 0:
         return "dim"
     style = positive if x > 0 else negative
@@ -221,7 +225,7 @@ class Provenance:
     node: int
     grad: float
     contributions: list[Contribution]
-    total: float  # the contributions' sum (math.fsum): the grad, to float rounding
+    total: float  # the contributions' sum (viz.trace.fsum): the grad, to float rounding
     by_pos: list[tuple[int | None, float]]
     by_head: list[tuple[str | None, float]]
     is_root: bool
@@ -278,7 +282,7 @@ def _add_up(pairs: list[tuple[Any, float]]) -> list[tuple[Any, float]]:
     totals: dict[Any, list[float]] = {}
     for key, value in pairs:
         totals.setdefault(key, []).append(value)
-    summed = [(key, math.fsum(values)) for key, values in totals.items()]
+    summed = [(key, fsum(values)) for key, values in totals.items()]
     return sorted(summed, key=lambda kv: -_magnitude(kv[1]))
 
 
@@ -286,7 +290,7 @@ def provenance(trace: Trace, i: int) -> Provenance:
     """Where node ``i``'s grad came from: ``grad = Σ over consumers of local ∂ × their grad``."""
     contributions = [contribution(trace, e) for e in trace.consumers[i]]
     contributions.sort(key=lambda c: -_magnitude(c.value))
-    total = math.fsum(c.value for c in contributions)
+    total = fsum(c.value for c in contributions)
     by_pos: list[tuple[int | None, float]] = []
     by_head: list[tuple[str | None, float]] = []
     if trace.nodes[i].op.name == "param":
@@ -339,21 +343,31 @@ class _Painter:
         )
 
     def summary(self, summary: Summary, kind: str) -> Text:
-        return Text.assemble(
-            f"{kind} min/mean/max ",
-            self.number(summary.min, kind, 3),
-            "/",
-            self.number(summary.mean, kind, 3),
-            "/",
-            self.number(summary.max, kind, 3),
-            f" norm {summary.norm:.3g}",
-        )
+        """``data min/mean/max a/b/c norm n`` over the finite values, then ``· 1 nan · 2 inf``
+        (flagged) for the others; only the flags when no value is finite."""
+        text = Text(f"{kind} ")
+        if summary.finite or not summary.flags():
+            text.append_text(
+                Text.assemble(
+                    "min/mean/max ",
+                    self.number(summary.min, kind, 3),
+                    "/",
+                    self.number(summary.mean, kind, 3),
+                    "/",
+                    self.number(summary.max, kind, 3),
+                    f" norm {summary.norm:.3g}",
+                )
+            )
+        for k, (word, n) in enumerate(summary.flags()):
+            text.append(" · " if summary.finite or k else "")
+            text.append(f"{n} {word}", style=NONFINITE_STYLE if self.options.color else "")
+        return text
 
     def group_line(self, group: Group, summary: GroupSummary) -> Text:
         size = len(group.nodes)
-        what = f"{size} node{'s' if size != 1 else ''}"
+        what = counted(size, "node")
         if summary.over == "outputs" and summary.count != size:
-            what += f", {summary.count} output{'s' if summary.count != 1 else ''}"
+            what += f", {counted(summary.count, 'output')}"
         return Text.assemble(
             self.styled(group.name, GROUP_STYLE),
             f"  ({what})  ",
@@ -414,7 +428,7 @@ def _add_group_children(tree: Tree, group: Group, trace: Trace, outputs: set[int
         branch = tree.add(paint.group_line(sub, summarise(trace, sub.nodes, outputs)))
         _add_group_children(branch, sub, trace, outputs, paint)
     if hidden_groups:
-        tree.add(paint.note(f"… {hidden_groups} more groups hidden (--limit to show)"))
+        tree.add(paint.note(f"… {counted(hidden_groups, 'more group')} hidden (--limit to show)"))
     members, hidden = _limited(order_nodes(trace, group.members, options.sort), options.limit)
     for i in members:
         leaf = tree.add(paint.node_line(i))
@@ -452,6 +466,15 @@ def _add_inputs(tree: Tree, i: int, trace: Trace, paint: _Painter, depth: int) -
         tree.add(paint.note(_hidden(hidden)))
 
 
+def _rounding(prov: Provenance) -> str:
+    difference = prov.grad - prov.total
+    if math.isfinite(difference):
+        return f"  (rounding {difference:+.1e})"
+    if fmt(prov.grad) == fmt(prov.total):  # the same nan or infinity
+        return ""
+    return f"  (differs: {fmt(prov.grad)})"
+
+
 def _add_why(tree: Tree, i: int, trace: Trace, paint: _Painter) -> None:
     prov = provenance(trace, i)
     if prov.is_root:
@@ -463,8 +486,8 @@ def _add_why(tree: Tree, i: int, trace: Trace, paint: _Painter) -> None:
             paint.styled("why ", GROUP_STYLE),
             "grad ",
             paint.number(prov.grad, "grad"),
-            f" = Σ over {n} consumer{'s' if n != 1 else ''} of local ∂ × its grad = {fmt(prov.total)}",
-            f"  (rounding {prov.grad - prov.total:+.1e})",
+            f" = Σ over {counted(n, 'consumer')} of local ∂ × its grad = {fmt(prov.total)}",
+            _rounding(prov),
         )
     )
     shown, hidden = _limited(prov.contributions, paint.options.limit)
@@ -483,7 +506,7 @@ def _add_why(tree: Tree, i: int, trace: Trace, paint: _Painter) -> None:
             )
         )
     if hidden:
-        rest = math.fsum(c.value for c in prov.contributions[len(shown) :])
+        rest = fsum(c.value for c in prov.contributions[len(shown) :])
         branch.add(paint.note(f"… {hidden} more hidden, together {fmt(rest)} (--limit to show)"))
     for title, pairs, name in (
         ("by position", prov.by_pos, lambda pos: "(no position)" if pos is None else f"pos{pos}"),
@@ -499,20 +522,27 @@ def _add_why(tree: Tree, i: int, trace: Trace, paint: _Painter) -> None:
 
 
 # -- JSON for scripts ----------------------------------------------------------------------
-def _num(x: float) -> float | None:
-    """JSON has no NaN or infinity: those become null."""
-    x = float(x)
-    return x if math.isfinite(x) else None
+def _num(x: float) -> float | str:
+    """A number as strict JSON holds it: nan, inf and -inf as "NaN", "Infinity", "-Infinity"."""
+    return to_json_number(float(x))
 
 
 def _summary_json(summary: Summary) -> dict[str, Any]:
+    """min / mean / max / norm of the finite values (null when there are none), and how many
+    values were nan, inf and -inf."""
+    stats = {k: _num(v) if summary.finite else None for k, v in _stats(summary).items()}
     return {
         "count": summary.count,
-        "min": _num(summary.min),
-        "mean": _num(summary.mean),
-        "max": _num(summary.max),
-        "norm": _num(summary.norm),
+        "finite": summary.finite,
+        **stats,
+        "nan": summary.nan,
+        "posinf": summary.posinf,
+        "neginf": summary.neginf,
     }
+
+
+def _stats(summary: Summary) -> dict[str, float]:
+    return {"min": summary.min, "mean": summary.mean, "max": summary.max, "norm": summary.norm}
 
 
 def _node_json(trace: Trace, i: int) -> dict[str, Any]:
