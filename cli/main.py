@@ -295,13 +295,14 @@ def step(
 
 
 check_app = typer.Typer(
+    cls=Group,
     no_args_is_help=True,
     help="Check the graph: gradients against finite differences (grad), where a NaN or inf was born (nan).",
 )
 app.add_typer(check_app, name="check")
 
 
-@check_app.command("grad")
+@check_app.command("grad", cls=Command)
 @user_errors
 def check_grad(
     pattern: Annotated[
@@ -339,7 +340,7 @@ def check_grad(
     )
 
 
-@check_app.command("nan")
+@check_app.command("nan", cls=Command)
 @user_errors
 def check_nan(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,

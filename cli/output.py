@@ -21,8 +21,10 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# markup=False: a plain string printed here (a title holding a file name, a table cell) is text;
+# style comes from rich Text and Style objects, never from [..] in a string.
+console = Console(highlight=False, markup=False)
+err_console = Console(stderr=True, highlight=False, markup=False)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -50,6 +52,11 @@ def plural(n: int, noun: str, nouns: str | None = None) -> str:
 def print_line(text: str) -> None:
     """One result line on stdout, literally (a sampled name, a data line)."""
     console.print(Text(one_line(text)), soft_wrap=True)
+
+
+def status(message: str):
+    """A spinner on stderr while something slow runs (``with status(...):``), its text literal."""
+    return err_console.status(Text(one_line(message)))
 
 
 def info(message: str) -> None:

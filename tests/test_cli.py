@@ -267,7 +267,10 @@ def test_a_temperature_too_small_to_divide_by_is_refused(workdir: Path) -> None:
     assert "--temperature must be at least 1e-06" in line
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["sample"], ["graph"], ["stats"], ["inspect"], ["step"]])
+@pytest.mark.parametrize(
+    "command",
+    [[], ["train"], ["sample"], ["graph"], ["stats"], ["inspect"], ["step"], ["check"], ["check", "grad"]],
+)
 def test_help_shows_no_metavar_on_flags(command: list[str]) -> None:
     result = mgx(*command, "--help")
     assert result.exit_code == 0, result.output
@@ -308,3 +311,13 @@ def test_ctrl_c_during_start_up_is_one_line_and_exit_130(script: str) -> None:
     assert result.returncode == 130, result.stderr
     assert result.stderr == "error: interrupted before the command started; nothing was written\n"
     assert result.stdout == ""
+
+
+def test_a_title_holding_a_file_name_is_printed_literally(workdir: Path) -> None:
+    """stats prints a title with the checkpoint's path; "[/x].json" is the file x].json in a directory "["."""
+    assert mgx("train", "--data", "tiny.txt", "--steps", "1", "-o", "m.json", *SMALL).exit_code == 0
+    (workdir / "[").mkdir()
+    (workdir / "m.json").rename(workdir / "[/x].json")
+    result = mgx("stats", "-c", "[/x].json", "--top", "1")
+    assert result.exit_code == 0, result.output
+    assert "checkpoint [/x].json (step 1 of 1)" in result.stdout
