@@ -83,6 +83,59 @@ OPS: dict[str, Op] = {
 }
 
 
+# -- IEEE-754 arithmetic ------------------------------------------------------------------
+# Python raises where IEEE-754 gives a value (math.log(0), math.exp(1000), 0.0 ** -1,
+# 1e200 ** 2) and returns a complex number for (-8.0) ** 0.5. A debugger has to show such
+# values rather than die on them, so the ops compute the IEEE-754 result instead, and a NaN
+# stays NaN through every op (README, "Non-finite values"). On finite, in-range inputs each
+# function is the plain operation, so no result changes by a bit.
+
+
+def exp(x: Number) -> float:
+    """e**x; inf where it overflows."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
+
+
+def log(x: Number) -> float:
+    """ln x; -inf at 0, NaN below 0 (and for NaN)."""
+    if x > 0:
+        return math.log(x)
+    if x == 0:
+        return -math.inf
+    return math.nan
+
+
+def reciprocal(x: Number) -> float:
+    """1 / x; ±inf at ±0, as IEEE-754 division gives."""
+    try:
+        return 1 / x
+    except ZeroDivisionError:
+        return math.copysign(math.inf, x)
+
+
+def power(x: Number, n: Number) -> float:
+    """x ** n for a constant n: ±inf where it overflows or 0 is raised to a negative power,
+    NaN for a negative base to a fractional power, and NaN whenever x is NaN (even n = 0)."""
+    if x != x:
+        return math.nan
+    try:
+        y = x**n
+    except ZeroDivisionError:  # 0 to a negative power: inf, keeping the sign of 0 for odd n
+        return math.copysign(math.inf, x) if _is_odd(n) else math.inf
+    except OverflowError:  # beyond the float range: -inf only for a negative base to an odd n
+        if x < 0 and not float(n).is_integer():
+            return math.nan
+        return -math.inf if x < 0 and _is_odd(n) else math.inf
+    return math.nan if isinstance(y, complex) else y
+
+
+def _is_odd(n: Number) -> bool:
+    return float(n).is_integer() and n % 2 == 1
+
+
 class Value:
     """One scalar in the graph: its data, its gradient, and how it was computed."""
 
@@ -134,22 +187,26 @@ class Value:
         return Value(self.data * other.data, (self, other), (other.data, self.data), MUL)
 
     def __pow__(self, exponent: Number) -> Value:
-        if isinstance(exponent, Value):
-            raise TypeError("Value ** Value is not supported: the exponent must be a constant number")
-        data = self.data**exponent
-        if isinstance(data, complex):
-            raise ValueError(f"{self.data} ** {exponent} is not a real number")
-        local = exponent * self.data ** (exponent - 1)
+        if isinstance(exponent, Value) or not isinstance(exponent, (int, float)) or isinstance(exponent, bool):
+            raise TypeError("the exponent must be a constant number (Value ** Value is not supported)")
+        data = power(self.data, exponent)
+        local = exponent * power(self.data, exponent - 1)
         return Value(data, (self,), (local,), pow_op(exponent))
 
     def exp(self) -> Value:
-        return Value(math.exp(self.data), (self,), (math.exp(self.data),), EXP)
+        out = exp(self.data)
+        return Value(out, (self,), (out,), EXP)
 
     def log(self) -> Value:
-        return Value(math.log(self.data), (self,), (1 / self.data,), LOG)
+        return Value(log(self.data), (self,), (reciprocal(self.data),), LOG)
 
     def relu(self) -> Value:
-        return Value(max(0, self.data), (self,), (float(self.data > 0),), RELU)
+        x = self.data
+        if x > 0:
+            return Value(x, (self,), (1.0,), RELU)
+        if x <= 0:
+            return Value(0, (self,), (0.0,), RELU)
+        return Value(x, (self,), (x,), RELU)  # NaN: neither side of the kink, so NaN both ways
 
     # -- derived ops: each states its identity; the node it returns records its name -----
     def __neg__(self) -> Value:  # -a = a * -1
@@ -162,7 +219,8 @@ class Value:
         return _relabel(-self + other, SUB)
 
     def __truediv__(self, other: Value | Number) -> Value:  # a / b = a * b**-1
-        return _relabel(self * other**-1, DIV)
+        inverse = other**-1 if isinstance(other, Value) else power(other, -1)
+        return _relabel(self * inverse, DIV)
 
     def __rtruediv__(self, other: Number) -> Value:  # b / a = a**-1 * b, as the reference builds it
         return _relabel(self**-1 * other, DIV)

@@ -7,6 +7,7 @@ product or sum. The forward values are bit-identical; see engine.py.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from microgpt.engine import Value
@@ -37,8 +38,12 @@ def linear(x: Sequence[Value], w: Matrix, fused: bool) -> Vector:
 
 
 def softmax(logits: Sequence[Value], fused: bool) -> Vector:
-    """exp(l - max) / Σ exp(l - max); the max is a constant, so subtracting it is exact algebra."""
-    max_val = max(v.data for v in logits)
+    """exp(l - max) / Σ exp(l - max); the max is a constant, so subtracting it is exact algebra.
+
+    The max skips NaN logits, so it does not depend on where a NaN sits (Python's max() does):
+    a NaN logit makes its own exp NaN, hence the sum and every output NaN."""
+    numbers = [v.data for v in logits if v.data == v.data]
+    max_val = max(numbers) if numbers else math.nan
     exps = [(v - max_val).exp() for v in logits]
     denominator = total(exps, fused)
     if fused:  # one reciprocal node shared by every output

@@ -347,11 +347,6 @@ def test_dot_of_vectors_of_different_lengths_is_refused() -> None:
         dot(leaves(1.0, 2.0), leaves(10.0, 20.0, 30.0))
 
 
-def test_a_fractional_power_of_a_negative_number_is_refused() -> None:
-    with pytest.raises(ValueError, match="not a real number"):
-        Value(-2.0) ** 0.5
-
-
 def test_backward_twice_on_a_graph_of_leaves_doubles_their_grads() -> None:
     a, b = leaves(2.0, 3.0)
     c = a * b

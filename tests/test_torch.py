@@ -87,3 +87,49 @@ def test_every_parameter_gradient_equals_pytorch_float64(
     assert mismatches == []
     if length > 2:  # with one position the attention weight is 1 whatever the query: wq has no gradient
         assert any(p.grad != 0 for p in model.weights["layer0.attn.wq"][0])
+
+
+# -- the non-finite edge cases against PyTorch ----------------------------------------------
+# Where this engine decides otherwise than PyTorch, on purpose (README, "Non-finite values"):
+# relu's derivative at NaN (PyTorch 1, here NaN) and NaN ** 0 (PyTorch 1, here NaN).
+TORCH_DIFFERS = {("relu(a)", "a = nan"), ("a ** n", "a = nan, n = 0")}
+
+
+def torch_edge_case(expression: str, values: dict[str, float]) -> tuple[float, list[float]]:
+    """The value and the gradient of each input of one edge case, computed by PyTorch (float64)."""
+    inputs = {
+        name: torch.tensor(x, dtype=torch.float64, requires_grad=True) for name, x in values.items() if name != "n"
+    }
+    a, b = inputs.get("a"), inputs.get("b")
+    out = {
+        "log(a)": lambda: torch.log(a),
+        "exp(a)": lambda: torch.exp(a),
+        "a + b": lambda: a + b,
+        "a × b": lambda: a * b,
+        "a ** n": lambda: a ** values["n"],
+        "relu(a)": lambda: torch.relu(a),
+        "-a": lambda: -a,
+        "a − b": lambda: a - b,
+        "a / b": lambda: a / b,
+    }[expression]()
+    out.backward()
+    return out.item(), [t.grad.item() for t in inputs.values()]
+
+
+def test_every_non_finite_edge_case_gives_pytorchs_value_and_gradient() -> None:
+    from test_nonfinite import EDGE_CASES, build, parse_inputs, text
+
+    checked = 0
+    for expression, inputs, fn, _, _ in EDGE_CASES:
+        node, leaves = build(inputs, fn)
+        node.backward()
+        value, torch_grads = torch_edge_case(expression, parse_inputs(inputs))
+        ours = [text(node.data)] + [text(leaf.grad) for leaf in leaves]
+        theirs = [text(value)] + [text(g) for g in torch_grads]
+        if (expression, inputs) in TORCH_DIFFERS:
+            assert ours != theirs, f"{expression} at {inputs} now agrees with PyTorch: drop it from TORCH_DIFFERS"
+            continue
+        assert text(node.data) == text(value), (expression, inputs)
+        assert [text(leaf.grad) for leaf in leaves] == [text(g) for g in torch_grads], (expression, inputs)
+        checked += 1
+    assert checked == len(EDGE_CASES) - len(TORCH_DIFFERS)
