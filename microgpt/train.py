@@ -43,9 +43,10 @@ class Diverged(MicrogptError):
     gradient, or a weight the update would write. Nothing of that step was applied: the
     model and the TrainState hold the last good state (``step - 1`` steps done)."""
 
-    def __init__(self, step: int, what: str, document: str | None = None) -> None:
-        super().__init__(step, what, document)
+    def __init__(self, step: int, what: str, document: str | None = None, origin: str | None = None) -> None:
+        super().__init__(step, what, document, origin)
         self.step, self.what, self.document = step, what, document
+        self.origin = origin  # the tag of the first non-finite node of the forward pass, if that failed
 
     def __str__(self) -> str:
         doc = "" if self.document is None else f" (document {self.document!r})"
@@ -153,7 +154,9 @@ def train(
             if not math.isfinite(loss.data):
                 origin = first_non_finite(loss)
                 where = "" if origin is None else f", starting at {describe_origin(origin)}"
-                raise Diverged(step + 1, f"the loss is {loss.data}{where}", document)
+                raise Diverged(
+                    step + 1, f"the loss is {loss.data}{where}", document, None if origin is None else origin.tag
+                )
             loss.backward()
         try:
             adam_update(model, state, adam, step, steps)
