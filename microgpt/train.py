@@ -59,38 +59,45 @@ def _first_non_finite_index(values: list[float]) -> int | None:
     return next(i for i, x in enumerate(values) if not math.isfinite(x))
 
 
+def _square(g: float) -> float:
+    """g**2, and inf where Python's ** raises OverflowError (|g| > ~1.34e154) as IEEE-754 gives."""
+    try:
+        return g**2
+    except OverflowError:
+        return math.inf
+
+
 def adam_update(model: GPT, state: TrainState, adam: AdamConfig, step: int, steps: int) -> None:
     """One Adam update of every parameter from its grad, then the grad is zeroed.
 
-    All or nothing: raises Diverged, changing nothing, when a grad is not finite or the
-    update would write a weight that is not. A grad so large that its square overflows
-    gives v = inf (IEEE-754), which freezes that weight (m̂ / √v̂ = 0) rather than raise."""
+    All or nothing: when a grad is not finite, or the update would write a weight that is
+    not, it raises Diverged and changes nothing. A grad so large that its square overflows
+    gives v = inf (IEEE-754), which stops that weight (m̂ / √v̂ = 0) instead of raising."""
     params = model.params
     grads = [p.grad for p in params]
-    bad = _first_non_finite_index(grads)
-    if bad is not None:
-        raise Diverged(step + 1, f"the gradient of {params[bad].tag} is {grads[bad]}")
     m = state.m or [0.0] * len(params)
     v = state.v or [0.0] * len(params)
     beta1, beta2, eps = adam.beta1, adam.beta2, adam.eps
+    c1, c2 = 1 - beta1, 1 - beta2
     lr_t = adam.lr * (1 - step / steps)
     m_correction = 1 - beta1 ** (step + 1)
     v_correction = 1 - beta2 ** (step + 1)
-    new_m, new_v, new_data = [], [], []
-    for p, g, m_i, v_i in zip(params, grads, m, v):
-        try:
-            g2 = g**2  # as the reference computes it (pow, not g*g), so the bits agree
-        except OverflowError:  # |g| > ~1.3e154: the square is beyond floats
-            g2 = math.inf
-        m_i = beta1 * m_i + (1 - beta1) * g
-        v_i = beta2 * v_i + (1 - beta2) * g2
-        m_hat = m_i / m_correction
-        v_hat = v_i / v_correction
-        new_m.append(m_i)
-        new_v.append(v_i)
-        new_data.append(p.data - lr_t * m_hat / (v_hat**0.5 + eps))
+    # The formulas above, a list at a time; g**2 is pow, as in the reference, so the bits agree.
+    new_m = [beta1 * m_i + c1 * g for m_i, g in zip(m, grads)]
+    try:
+        new_v = [beta2 * v_i + c2 * g**2 for v_i, g in zip(v, grads)]
+    except OverflowError:  # some |g| > ~1.34e154, whose square ** refuses
+        new_v = [beta2 * v_i + c2 * _square(g) for v_i, g in zip(v, grads)]
+    new_data = [
+        p.data - lr_t * (m_i / m_correction) / ((v_i / v_correction) ** 0.5 + eps)
+        for p, m_i, v_i in zip(params, new_m, new_v)
+    ]
+    # A non-finite grad always makes its new weight non-finite, so one check finds both.
     bad = _first_non_finite_index(new_data)
     if bad is not None:
+        bad_grad = _first_non_finite_index(grads)
+        if bad_grad is not None:
+            raise Diverged(step + 1, f"the gradient of {params[bad_grad].tag} is {grads[bad_grad]}")
         what = f"the update would make {params[bad].tag} {new_data[bad]} (the learning rate is too large)"
         raise Diverged(step + 1, what)
     state.m, state.v = new_m, new_v
