@@ -297,6 +297,15 @@ def test_a_long_output_name_that_fits_the_file_system_is_written(workdir: Path) 
     assert ckpt_io.load(workdir / name).state.step == 1
 
 
+def test_a_checkpoint_that_cannot_be_kept_beside_is_refused_before_any_work(workdir: Path) -> None:
+    name = "z" * (255 - len(".json")) + ".json"  # z…z.1.json would be too long a name
+    train_tiny("--steps", "1", "--out", name)
+    before = (workdir / name).read_bytes()
+    error = one_error(mgx("train", "--data", "tiny.txt", "--steps", "1", "--out", name, *SMALL))
+    assert "cannot be kept beside it" in error and "--out" in error
+    assert (workdir / name).read_bytes() == before
+
+
 @pytest.mark.parametrize("command", [["sample", "--num", "1"], ["stats"]])
 def test_data_with_a_checkpoint_is_named_as_not_used(workdir: Path, command: list[str]) -> None:
     train_tiny("--steps", "1")
