@@ -248,6 +248,71 @@ def step(
     )
 
 
+check_app = typer.Typer(
+    no_args_is_help=True,
+    help="Check the graph: gradients against finite differences (grad), where a NaN or inf was born (nan).",
+)
+app.add_typer(check_app, name="check")
+
+
+@check_app.command("grad")
+@user_errors
+def check_grad(
+    pattern: Annotated[
+        str | None, typer.Argument(help="Tag pattern of the nodes to check (default: every parameter in the graph).")
+    ] = None,
+    op: Annotated[str | None, typer.Option(help="Keep only nodes made by this op.")] = None,
+    step: Annotated[float, typer.Option(help="Finite-difference step (central differences).")] = 1e-6,
+    atol: Annotated[float, typer.Option(help="Pass where |analytic − numeric| ≤ atol + rtol·|numeric|.")] = 1e-5,
+    rtol: Annotated[float, typer.Option(help="See --atol (PyTorch gradcheck's float64 tolerances).")] = 1e-3,
+    limit: Annotated[int, typer.Option(help="Elements listed, worst first (0: all).")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of the table.")] = False,
+    token: TokenOption = None,
+    pos: PosOption = None,
+    word: WordOption = None,
+    target: TargetOption = None,
+    checkpoint: CheckpointOption = None,
+    data: DataOption = None,
+    granularity: GranularityOption = "fused",
+) -> None:
+    """Prove the gradients right: each analytic grad next to the central finite difference of the loss.
+
+    Exit 0 when every element passes (kinks, where a ReLU input is within the step of 0, have no
+    verdict); exit 4 when any fails; exit 1 on bad input."""
+    from cli.check_cmd import run_check_grad
+
+    run_check_grad(
+        choice=TokenChoice(checkpoint, data, word, pos, token, target, granularity),
+        pattern=pattern,
+        op=op,
+        step=step,
+        atol=atol,
+        rtol=rtol,
+        limit=limit,
+        as_json=as_json,
+    )
+
+
+@check_app.command("nan")
+@user_errors
+def check_nan(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    token: TokenOption = None,
+    pos: PosOption = None,
+    word: WordOption = None,
+    target: TargetOption = None,
+    checkpoint: CheckpointOption = None,
+    data: DataOption = None,
+    granularity: GranularityOption = "fused",
+) -> None:
+    """Find where a NaN or an infinity was born: the forward origin and the backward origin.
+
+    Exit 0 with "all finite" when nothing is; exit 4 when something is; exit 1 on bad input."""
+    from cli.check_cmd import run_check_nan
+
+    run_check_nan(choice=TokenChoice(checkpoint, data, word, pos, token, target, granularity), as_json=as_json)
+
+
 def run() -> None:
     app()
 

@@ -22,65 +22,16 @@ from __future__ import annotations
 
 import gc
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import reduce
 from operator import add, mul
+from typing import Any
 
 from microgpt import scope as _scope
 
 Number = int | float
-
-
-@dataclass(frozen=True, slots=True)
-class Op:
-    """What made a node. Metadata only: the arithmetic lives in the Value methods."""
-
-    name: str  # short name, shown on every node: "mul"
-    symbol: str  # how a drawing writes it: "×"
-    arity: int | None  # inputs it takes; None for the n-ary (fused) ops, 0 for leaves
-    derivative: str  # its local derivatives, for the views that explain the chain rule
-    arg: float | None = None  # the constant of the op, where it has one (pow's exponent)
-
-    def __str__(self) -> str:
-        return self.name if self.arg is None else f"{self.name}({self.arg:g})"
-
-
-LEAF = Op("leaf", "", 0, "a leaf: made by the user, no inputs")
-PARAM = Op("param", "θ", 0, "a leaf: a trainable weight")
-CONST = Op("const", "c", 0, "a leaf: a Python number wrapped on the fly")
-ADD = Op("add", "+", 2, "∂(a+b)/∂a = 1, ∂(a+b)/∂b = 1")
-MUL = Op("mul", "×", 2, "∂(a·b)/∂a = b, ∂(a·b)/∂b = a")
-EXP = Op("exp", "exp", 1, "∂exp(a)/∂a = exp(a)")
-LOG = Op("log", "log", 1, "∂log(a)/∂a = 1/a")
-RELU = Op("relu", "ReLU", 1, "∂relu(a)/∂a = 1 if a > 0 else 0")
-# Derived ops build the reference's primitive structure and record their own name on the
-# node they return: -a is a mul node (a, -1); a - b is an add node (a, -b);
-# a / b is a mul node (a, b**-1).
-NEG = Op("neg", "−", 2, "−a = a·(−1): ∂/∂a = −1")
-SUB = Op("sub", "−", 2, "a − b = a + (−b): ∂/∂a = 1, ∂/∂(−b) = 1")
-DIV = Op("div", "÷", 2, "a / b = a·b⁻¹: ∂/∂a = b⁻¹, ∂/∂(b⁻¹) = a")
-# Fused n-ary ops: one node for a whole dot product or sum.
-DOT = Op("dot", "·", None, "∂(Σ wᵢxᵢ)/∂wᵢ = xᵢ, ∂(Σ wᵢxᵢ)/∂xᵢ = wᵢ")
-SUM = Op("sum", "Σ", None, "∂(Σ aᵢ)/∂aᵢ = 1")
-
-_POW_OPS: dict[float, Op] = {}
-
-
-def pow_op(exponent: Number) -> Op:
-    """The (shared) pow op for one constant exponent: the exponent is the op's argument."""
-    exponent = float(exponent)
-    op = _POW_OPS.get(exponent)
-    if op is None:
-        op = _POW_OPS[exponent] = Op("pow", f"^{exponent:g}", 1, "∂(aⁿ)/∂a = n·aⁿ⁻¹", exponent)
-    return op
-
-
-# Every op by name; pow appears once, as the op family (its exponents vary).
-OPS: dict[str, Op] = {
-    op.name: op for op in (LEAF, PARAM, CONST, ADD, MUL, pow_op(2), EXP, LOG, RELU, NEG, SUB, DIV, DOT, SUM)
-}
 
 
 # -- IEEE-754 arithmetic ------------------------------------------------------------------
@@ -134,6 +85,118 @@ def power(x: Number, n: Number) -> float:
 
 def _is_odd(n: Number) -> bool:
     return float(n).is_integer() and n % 2 == 1
+
+
+# -- the ops: what each computes and its local derivatives, as data ---------------------
+# An op's rules take its children's data ``xs`` (and its constant ``arg``): ``forward`` gives
+# the node's data, ``local`` the derivative of the node with respect to each child, given
+# the node's data ``out``. The replay below evaluates a recorded graph with them alone. The
+# Value methods inline the same arithmetic, since a call per node would cost a training
+# step several percent; tests/test_replay.py proves each method and its rule agree to the
+# bit, op by op, edge cases included.
+Forward = Callable[[Sequence[Number], Any], Number]
+Local = Callable[[Sequence[Number], Number, Any], tuple[Number, ...]]
+
+
+def _sum(xs: Sequence[Number], arg: Any = None) -> Number:
+    return reduce(add, xs, 0)  # left to right from 0, as the atomic chain of adds
+
+
+def _dot(xs: Sequence[Number], arg: Any = None) -> Number:
+    half = len(xs) // 2  # the children are the ws, then the xs
+    return reduce(add, map(mul, xs[:half], xs[half:]), 0)
+
+
+def _relu(x: Number) -> tuple[Number, Number]:
+    """relu and its derivative: NaN, on neither side of the kink, stays NaN both ways."""
+    if x > 0:
+        return x, 1.0
+    if x <= 0:
+        return 0, 0.0
+    return x, x
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    """What made a node: its name, how it is drawn and explained, and its rules."""
+
+    name: str  # short name, shown on every node: "mul"
+    symbol: str  # how a drawing writes it: "×"
+    arity: int | None  # inputs it takes; None for the n-ary (fused) ops, 0 for leaves
+    derivative: str  # its local derivatives, for the views that explain the chain rule
+    forward: Forward | None = field(default=None, repr=False, compare=False)  # None for leaves
+    local: Local | None = field(default=None, repr=False, compare=False)
+    arg: float | None = None  # the constant of the op, where it has one (pow's exponent)
+
+    def __str__(self) -> str:
+        return self.name if self.arg is None else f"{self.name}({self.arg:g})"
+
+
+def _product(xs: Sequence[Number], arg: Any = None) -> Number:
+    return xs[0] * xs[1]
+
+
+def _product_local(xs: Sequence[Number], out: Number, arg: Any = None) -> tuple[Number, ...]:
+    return (xs[1], xs[0])
+
+
+def _pair_sum(xs: Sequence[Number], arg: Any = None) -> Number:
+    return xs[0] + xs[1]
+
+
+def _ones(xs: Sequence[Number], out: Number, arg: Any = None) -> tuple[Number, ...]:
+    return (1,) * len(xs)
+
+
+LEAF = Op("leaf", "", 0, "a leaf: made by the user, no inputs")
+PARAM = Op("param", "θ", 0, "a leaf: a trainable weight")
+CONST = Op("const", "c", 0, "a leaf: a Python number wrapped on the fly")
+ADD = Op("add", "+", 2, "∂(a+b)/∂a = 1, ∂(a+b)/∂b = 1", _pair_sum, _ones)
+MUL = Op("mul", "×", 2, "∂(a·b)/∂a = b, ∂(a·b)/∂b = a", _product, _product_local)
+EXP = Op("exp", "exp", 1, "∂exp(a)/∂a = exp(a)", lambda xs, arg: exp(xs[0]), lambda xs, out, arg: (out,))
+LOG = Op("log", "log", 1, "∂log(a)/∂a = 1/a", lambda xs, arg: log(xs[0]), lambda xs, out, arg: (reciprocal(xs[0]),))
+RELU = Op(
+    "relu", "ReLU", 1, "∂relu(a)/∂a = 1 if a > 0, 0 if a ≤ 0 (NaN at NaN)",
+    lambda xs, arg: _relu(xs[0])[0], lambda xs, out, arg: (_relu(xs[0])[1],),
+)  # fmt: skip
+# Derived ops build the reference's primitive structure and record their own name on the
+# node they return, so their rules are those of that node: -a is a mul node (a, -1);
+# a - b is an add node (a, -b); a / b is a mul node (a, b**-1).
+NEG = Op("neg", "−", 2, "−a = a·(−1): ∂/∂a = −1", _product, _product_local)
+SUB = Op("sub", "−", 2, "a − b = a + (−b): ∂/∂a = 1, ∂/∂(−b) = 1", _pair_sum, _ones)
+DIV = Op("div", "÷", 2, "a / b = a·b⁻¹: ∂/∂a = b⁻¹, ∂/∂(b⁻¹) = a", _product, _product_local)
+# Fused n-ary ops: one node for a whole dot product or sum.
+DOT = Op(
+    "dot", "·", None, "∂(Σ wᵢxᵢ)/∂wᵢ = xᵢ, ∂(Σ wᵢxᵢ)/∂xᵢ = wᵢ",
+    _dot, lambda xs, out, arg: (*xs[len(xs) // 2 :], *xs[: len(xs) // 2]),
+)  # fmt: skip
+SUM = Op("sum", "Σ", None, "∂(Σ aᵢ)/∂aᵢ = 1", _sum, _ones)
+
+_POW_OPS: dict[float, Op] = {}
+
+
+def _pow_forward(xs: Sequence[Number], n: float) -> Number:
+    return power(xs[0], n)
+
+
+def _pow_local(xs: Sequence[Number], out: Number, n: float) -> tuple[Number, ...]:
+    return (n * power(xs[0], n - 1),)
+
+
+def pow_op(exponent: Number) -> Op:
+    """The (shared) pow op for one constant exponent: the exponent is the op's argument."""
+    exponent = float(exponent)
+    op = _POW_OPS.get(exponent)
+    if op is None:
+        rule = "∂(aⁿ)/∂a = n·aⁿ⁻¹"
+        op = _POW_OPS[exponent] = Op("pow", f"^{exponent:g}", 1, rule, _pow_forward, _pow_local, exponent)
+    return op
+
+
+# Every op by name; pow appears once, as the op family (its exponents vary).
+OPS: dict[str, Op] = {
+    op.name: op for op in (LEAF, PARAM, CONST, ADD, MUL, pow_op(2), EXP, LOG, RELU, NEG, SUB, DIV, DOT, SUM)
+}
 
 
 class Value:
@@ -201,12 +264,8 @@ class Value:
         return Value(log(self.data), (self,), (reciprocal(self.data),), LOG)
 
     def relu(self) -> Value:
-        x = self.data
-        if x > 0:
-            return Value(x, (self,), (1.0,), RELU)
-        if x <= 0:
-            return Value(0, (self,), (0.0,), RELU)
-        return Value(x, (self,), (x,), RELU)  # NaN: neither side of the kink, so NaN both ways
+        out, local = _relu(self.data)
+        return Value(out, (self,), (local,), RELU)
 
     # -- derived ops: each states its identity; the node it returns records its name -----
     def __neg__(self) -> Value:  # -a = a * -1
@@ -297,6 +356,77 @@ def topological_order(root: Value) -> list[Value]:
             stack.pop()
             order.append(node)
     return order
+
+
+class Replay:
+    """A recorded graph re-evaluated from its leaves by the ops' rules alone, without running
+    the model again: with some nodes' values replaced, only the nodes downstream of them
+    are recomputed. The graph's Values are never modified.
+
+    ``order`` is a topological order of the graph (``topological_order(root)``); nodes are
+    named by their position in it, and the last one is the root.
+    """
+
+    def __init__(self, order: Sequence[Value]) -> None:
+        self.nodes = list(order)
+        index = {id(node): i for i, node in enumerate(self.nodes)}
+        self.inputs = [tuple(index[id(child)] for child in node._children) for node in self.nodes]
+        self.recorded = [node.data for node in self.nodes]
+        self._consumers: list[list[int]] | None = None
+
+    def consumers(self) -> list[list[int]]:
+        """For each node, the nodes computed from it."""
+        if self._consumers is None:
+            self._consumers = [[] for _ in self.nodes]
+            for parent, inputs in enumerate(self.inputs):
+                for child in set(inputs):
+                    self._consumers[child].append(parent)
+        return self._consumers
+
+    def downstream(self, changed: Iterable[int]) -> list[int]:
+        """Every node computed, directly or not, from the ``changed`` ones, in graph order."""
+        consumers = self.consumers()
+        seen: set[int] = set()
+        stack = [parent for i in changed for parent in consumers[i]]
+        while stack:
+            i = stack.pop()
+            if i not in seen:
+                seen.add(i)
+                stack.extend(consumers[i])
+        return sorted(seen)
+
+    def evaluate(self, changes: dict[int, Number] | None = None) -> list[Number]:
+        """Every node's data. Without ``changes``, all of it recomputed from the leaves (which
+        reproduces the recorded graph to the bit); with them (node -> value), those nodes
+        take the values and the nodes downstream are recomputed."""
+        data = list(self.recorded)
+        if changes is None:
+            todo: Iterable[int] = (i for i, inputs in enumerate(self.inputs) if inputs)
+        else:
+            for i, x in changes.items():
+                data[i] = x
+            todo = (i for i in self.downstream(changes) if i not in changes)
+        for i in todo:
+            op = self.nodes[i]._op
+            data[i] = op.forward([data[k] for k in self.inputs[i]], op.arg)  # type: ignore[misc]
+        return data
+
+    def local_grads(self, data: Sequence[Number], i: int) -> tuple[Number, ...]:
+        """∂node/∂child for each input of node ``i``, at the values ``data``."""
+        op = self.nodes[i]._op
+        return op.local([data[k] for k in self.inputs[i]], data[i], op.arg)  # type: ignore[misc]
+
+    def backward(self, data: Sequence[Number]) -> list[Number]:
+        """The grad of the root with respect to every node at the values ``data``: the chain
+        rule in the order ``Value.backward`` applies it, so the same values give the same bits."""
+        grads: list[Number] = [0] * len(self.nodes)
+        grads[-1] = 1
+        for i in reversed(range(len(self.nodes))):
+            if self.inputs[i]:
+                grad = grads[i]
+                for child, local in zip(self.inputs[i], self.local_grads(data, i)):
+                    grads[child] += local * grad
+        return grads
 
 
 def zero_grad(root: Value) -> None:

@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CORE_LINE_BUDGET = 1500  # microgpt/: engine, model, data, training, checkpoints
+# microgpt/: engine, model, data, training, checkpoints. Raised from 1,500 when the op table
+# gained its forward and local rules, the replay and IEEE-754 arithmetic (issues 9 and 10).
+CORE_LINE_BUDGET = 1800
 
 
 def imported_modules(package: str) -> dict[str, set[str]]:

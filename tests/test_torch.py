@@ -13,7 +13,9 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", UserWarning)  # "Failed to initialize NumPy": not needed here
     torch = pytest.importorskip("torch")
 
+from microgpt.data import Tokenizer
 from microgpt.model import GPT, GPTConfig
+from microgpt.train import TrainState, train
 
 F = torch.nn.functional
 
@@ -133,3 +135,89 @@ def test_every_non_finite_edge_case_gives_pytorchs_value_and_gradient() -> None:
         assert [text(leaf.grad) for leaf in leaves] == [text(g) for g in torch_grads], (expression, inputs)
         checked += 1
     assert checked == len(EDGE_CASES) - len(TORCH_DIFFERS)
+
+
+# -- fifty training steps of a larger model against PyTorch --------------------------------
+def torch_training_losses(config: GPTConfig, weights: dict, documents: list[list[int]], steps: int) -> tuple:
+    """The same Adam (bias correction, lr decaying linearly to 0), written out in PyTorch."""
+    lr, beta1, beta2, eps = 0.01, 0.85, 0.99, 1e-8
+    w = {name: torch.tensor(matrix, dtype=torch.float64, requires_grad=True) for name, matrix in weights.items()}
+    m = {name: torch.zeros_like(t) for name, t in w.items()}
+    v = {name: torch.zeros_like(t) for name, t in w.items()}
+    losses = []
+    for step in range(steps):
+        loss = torch_loss(config, w, documents[step % len(documents)])
+        loss.backward()
+        losses.append(loss.item())
+        lr_t = lr * (1 - step / steps)
+        with torch.no_grad():
+            for name, t in w.items():
+                m[name] = beta1 * m[name] + (1 - beta1) * t.grad
+                v[name] = beta2 * v[name] + (1 - beta2) * t.grad**2
+                m_hat = m[name] / (1 - beta1 ** (step + 1))
+                v_hat = v[name] / (1 - beta2 ** (step + 1))
+                t -= lr_t * m_hat / (v_hat.sqrt() + eps)
+                t.grad = None
+    return losses, {name: t.detach() for name, t in w.items()}
+
+
+@pytest.mark.parametrize("granularity", ["atomic", "fused"])
+def test_fifty_steps_of_a_two_layer_model_equal_pytorch_loss_by_loss_and_weight_by_weight(granularity: str) -> None:
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    rng = random.Random(7)
+    docs = ["".join(rng.choice(letters[:12]) for _ in range(rng.randint(2, 9))) for _ in range(20)]
+    tokenizer = Tokenizer.from_documents(docs)
+    config = GPTConfig(vocab_size=tokenizer.vocab_size, n_layer=2, n_embd=32, n_head=4, block_size=16)
+    model = GPT.initialise(config, random.Random(11))
+    initial = model.weight_data()
+    steps = 50
+
+    losses: list[float] = []
+    train(
+        model,
+        tokenizer,
+        docs,
+        steps,
+        TrainState(),
+        granularity=granularity,
+        on_step=lambda _, loss: losses.append(loss),
+    )
+    expected, torch_weights = torch_training_losses(
+        config, initial, [tokenizer.document_tokens(d) for d in docs], steps
+    )
+
+    assert len(losses) == steps
+    for ours, theirs in zip(losses, expected):
+        assert math.isclose(ours, theirs, rel_tol=1e-10)
+    for name, matrix in model.weight_data().items():
+        ours_t = torch.tensor(matrix, dtype=torch.float64)
+        difference = (ours_t - torch_weights[name]).norm().item()
+        assert difference <= 1e-9 * torch_weights[name].norm().item(), name
+
+
+@pytest.mark.parametrize("granularity", ["atomic", "fused"])
+def test_finite_differences_on_the_replay_agree_with_pytorch(granularity: str) -> None:
+    from microgpt.graph import word_graph
+    from viz.check import check_gradients
+    from viz.trace import Trace
+
+    config = GPTConfig(vocab_size=7, n_layer=2, n_embd=8, n_head=2, block_size=8)
+    rng = random.Random(1)
+    model = GPT.initialise(config, rng)
+    tokens = [rng.randrange(7) for _ in range(6)]
+    trace = Trace(word_graph(model, tokens, granularity=granularity))
+    weights = {
+        name: torch.tensor(matrix, dtype=torch.float64, requires_grad=True)
+        for name, matrix in model.weight_data().items()
+    }
+    torch_loss(config, weights, tokens).backward()
+    torch_grad = {p.tag: weights[name].grad[i, j].item() for name, matrix in model.weights.items()
+                  for i, row in enumerate(matrix) for j, p in enumerate(row)}  # fmt: skip
+    selection = [i for i, node in enumerate(trace.nodes) if node.op.name == "param"]
+    results = check_gradients(trace, selection)
+    disagree = [
+        (trace.ids[r.node], r.numeric, torch_grad[trace.nodes[r.node].tag])
+        for r in results
+        if not r.kink and abs(r.numeric - torch_grad[trace.nodes[r.node].tag]) > 1e-5 + 1e-3 * abs(r.numeric)
+    ]
+    assert len(results) > 500 and disagree == []

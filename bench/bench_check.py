@@ -1,0 +1,52 @@
+"""Wall time of `mgx check grad` on every parameter of the default token's graph (goal: 10 s,
+fused), and of the same check in atomic granularity.
+
+Each runs as a user would run it, in a fresh process, in an empty directory (the fresh
+seed-42 reference model on the embedded names); prints medians and their ratio to the goal.
+
+    python bench/bench_check.py [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+GOAL_SECONDS = 10.0
+
+
+def mgx_command() -> list[str]:
+    script = Path(sys.executable).with_name("mgx")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
+
+
+def median_seconds(command: list[str], runs: int, cwd: str) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(command, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as empty:
+        for granularity in ("fused", "atomic"):
+            command = [*mgx_command(), "check", "grad", "--granularity", granularity]
+            seconds = median_seconds(command, args.runs, empty)
+            print(
+                f"mgx check grad, {granularity:6s} (3,536 parameters): median {seconds:.2f} s of {args.runs}"
+                f" = {seconds / GOAL_SECONDS:.2f}× the {GOAL_SECONDS:g} s goal"
+            )
+
+
+if __name__ == "__main__":
+    main()
