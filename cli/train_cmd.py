@@ -251,7 +251,7 @@ def _look_hint(e: Diverged, ckpt: ckpt_io.Checkpoint, quoted_out: str) -> str:
         return ""
     atomic = " --granularity atomic" if ckpt.granularity == "atomic" else ""
     return (
-        f"; see where it starts with `mgx inspect {shlex.quote(e.origin)} --checkpoint {quoted_out} "
+        f"; see where it starts with `mgx check nan --checkpoint {quoted_out} "
         f"--word {shlex.quote(e.document)} --pos {pos}{atomic}`"
     )
 

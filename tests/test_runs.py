@@ -218,7 +218,7 @@ def test_a_non_finite_loss_stops_naming_step_and_origin_and_keeps_the_last_good_
     error = one_error(result, 3)
     assert "training diverged at step 2 (document 'isabella'): the loss is inf" in error
     assert "starting at loss@pos0 (op log, input 0)" in error and "lower --lr" in error
-    assert "mgx inspect loss@pos0 --checkpoint model.json --word isabella --pos 0" in error
+    assert "`mgx check nan --checkpoint model.json --word isabella --pos 0`" in error
     assert "saved model.json: the last good state, after step 1 of 50" in result.stderr
     kept = ckpt_io.load(workdir / "model.json")
     run = start_run(TINY_DOCS, 42, **TINY_CONFIG)
