@@ -132,7 +132,9 @@ def _read_json(path: Path) -> Any:
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise MicrogptError(f"checkpoint {path} is not valid JSON: it is corrupt or not a checkpoint") from None
     except OSError as e:
-        raise MicrogptError(f"checkpoint {path} cannot be read: {e.strerror or e}") from None
+        raise MicrogptError(
+            f"checkpoint {path} cannot be read ({e.strerror or e}): give the path of a checkpoint"
+        ) from None
 
 
 def load(path: str | Path) -> Checkpoint:

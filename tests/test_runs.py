@@ -291,6 +291,11 @@ def test_a_300_character_output_name_is_one_line(workdir: Path, command: list[st
     assert "name is too long" in one_error(mgx(*command, "x" * 300 + suffix))
 
 
+@pytest.mark.parametrize("option", [["train", "--steps", "1", "--data"], ["sample", "--checkpoint"]])
+def test_a_300_character_input_name_is_one_line(workdir: Path, option: list[str]) -> None:
+    assert "File name too long" in one_error(mgx(*option, "x" * 300 + ".txt"))
+
+
 def test_a_long_output_name_that_fits_the_file_system_is_written(workdir: Path) -> None:
     name = "y" * (255 - len(".json")) + ".json"
     train_tiny("--steps", "1", "--out", name)
