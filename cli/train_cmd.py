@@ -21,7 +21,7 @@ from cli.output import check_writable, console, err_console, fail, info, plural
 from microgpt import checkpoint as ckpt_io
 from microgpt.data import EMBEDDED_SOURCE, Dataset, embedded_documents, find_dataset, load_documents
 from microgpt.errors import MicrogptError
-from microgpt.files import keep_aside, target_problem
+from microgpt.files import target_problem
 from microgpt.model import GPTConfig
 from microgpt.train import AdamConfig, Diverged, TrainState, start_run, train
 
@@ -222,6 +222,28 @@ def _describe(ckpt: ckpt_io.Checkpoint, dataset: Dataset, n_docs: int) -> None:
     info(f"data: {dataset.source} ({plural(n_docs, 'document')}, {ckpt.tokenizer.vocab_size} tokens incl. BOS)")
     params = len(ckpt.model.params)
     info(f"model: {plural(params, 'parameter')}, {ckpt.granularity} graphs; {plural(ckpt.steps, 'step')}")
+
+
+def keep_aside(path: Path) -> Path:
+    """Keep the file at ``path`` under the smallest free name beside it (model.json ->
+    model.1.json) and return that name; ``path`` itself stays until it is replaced.
+
+    A hard link where the file system allows one (it fails if the name was taken in the
+    meantime, so nothing is ever overwritten), else a rename."""
+    n = 1
+    while True:
+        aside = path.with_name(f"{path.stem}.{n}{path.suffix}")
+        if not os.path.lexists(aside):
+            try:
+                os.link(path, aside)
+                return aside
+            except FileExistsError:
+                pass
+            except OSError:  # no hard links here (or not allowed): move the file instead
+                if not os.path.lexists(aside):
+                    os.rename(path, aside)
+                    return aside
+        n += 1
 
 
 def _save(session: Session, out: Path) -> None:

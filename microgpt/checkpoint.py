@@ -10,14 +10,11 @@ Layout (format ``microgpt-x-checkpoint``, version 2)::
                   "data": source, "data_sha256": "...", "granularity": ...},
      "random_state": [version, [624 + 1 ints], gauss_next]}
 
-The run id (random, drawn outside the training's random numbers) tells one run's file
-from another's, so training can keep another run's checkpoint instead of replacing it.
-``data_sha256`` is the digest of the documents, so a resumed run trains on the same data.
-Version 1 files (no run id, no digest) still load. Non-finite weights and moments are
-written as the strings "NaN", "Infinity", "-Infinity" (microgpt/numbers.py) and the JSON
-is strict. Written to a temporary file in the same directory, then renamed over the
-target, so a crash or Ctrl-C never leaves half a checkpoint. Loading checks every part and
-names what is wrong.
+The run id (random, never from the training's rng) tells one run's file from another's;
+``data_sha256`` (of the documents) makes a resumed run train on the same data. Version 1
+files (neither) still load. Non-finite numbers are written as "NaN", "Infinity",
+"-Infinity" (numbers.py), so the JSON is strict. Written to a temporary file and renamed,
+so never half a checkpoint. Loading checks every part and names what is wrong.
 """
 
 from __future__ import annotations
@@ -70,10 +67,7 @@ class Checkpoint:
 
     def non_finite_weights(self) -> list[Value]:
         """The weights that are NaN or infinite, in the order of ``model.params``."""
-        params = self.model.params
-        if all(map(math.isfinite, [p.data for p in params])):
-            return []
-        return [p for p in params if not math.isfinite(p.data)]
+        return [p for p in self.model.params if not math.isfinite(p.data)]
 
 
 def _matrices(flat: list[float], shapes: dict[str, tuple[int, int]]) -> dict[str, list[list[float]]]:

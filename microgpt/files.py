@@ -1,5 +1,4 @@
-"""Writing files so that a crash or Ctrl-C never leaves half of one, and keeping a file
-that is in the way instead of replacing it."""
+"""Writing files so that a crash or Ctrl-C never leaves half of one."""
 
 from __future__ import annotations
 
@@ -67,26 +66,3 @@ def write_atomic(path: str | Path, payload: bytes | str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def keep_aside(path: str | Path) -> Path:
-    """Keep the file at ``path`` under the smallest free name beside it (model.json ->
-    model.1.json) and return that name; ``path`` itself stays until it is replaced.
-
-    A hard link where the file system allows one (it fails if the name was taken in the
-    meantime, so nothing is ever overwritten), else a rename."""
-    path = Path(path)
-    n = 1
-    while True:
-        aside = path.with_name(f"{path.stem}.{n}{path.suffix}")
-        if not os.path.lexists(aside):
-            try:
-                os.link(path, aside)
-                return aside
-            except FileExistsError:
-                pass
-            except OSError:  # no hard links here (or not allowed): move the file instead
-                if not os.path.lexists(aside):
-                    os.rename(path, aside)
-                    return aside
-        n += 1

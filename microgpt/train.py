@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from microgpt.data import Tokenizer
-from microgpt.engine import Value, gc_paused, topological_order
+from microgpt.engine import Value, gc_paused, power, topological_order
 from microgpt.errors import MicrogptError
 from microgpt.model import GPT, GPTConfig, KVCache
 
@@ -45,8 +45,7 @@ class Diverged(MicrogptError):
 
     def __init__(self, step: int, what: str, document: str | None = None, origin: str | None = None) -> None:
         super().__init__(step, what, document, origin)
-        self.step, self.what, self.document = step, what, document
-        self.origin = origin  # the tag of the first non-finite node of the forward pass, if that failed
+        self.step, self.what, self.document, self.origin = step, what, document, origin  # origin: a tag
 
     def __str__(self) -> str:
         doc = "" if self.document is None else f" (document {self.document!r})"
@@ -57,14 +56,6 @@ def _first_non_finite_index(values: list[float]) -> int | None:
     if all(map(math.isfinite, values)):  # the common case, at C speed
         return None
     return next(i for i, x in enumerate(values) if not math.isfinite(x))
-
-
-def _square(g: float) -> float:
-    """g**2, and inf where Python's ** raises OverflowError (|g| > ~1.34e154) as IEEE-754 gives."""
-    try:
-        return g**2
-    except OverflowError:
-        return math.inf
 
 
 def adam_update(model: GPT, state: TrainState, adam: AdamConfig, step: int, steps: int) -> None:
@@ -86,8 +77,8 @@ def adam_update(model: GPT, state: TrainState, adam: AdamConfig, step: int, step
     new_m = [beta1 * m_i + c1 * g for m_i, g in zip(m, grads)]
     try:
         new_v = [beta2 * v_i + c2 * g**2 for v_i, g in zip(v, grads)]
-    except OverflowError:  # some |g| > ~1.34e154, whose square ** refuses
-        new_v = [beta2 * v_i + c2 * _square(g) for v_i, g in zip(v, grads)]
+    except OverflowError:  # some |g| > ~1.34e154, whose square ** refuses: IEEE-754 gives inf
+        new_v = [beta2 * v_i + c2 * power(g, 2) for v_i, g in zip(v, grads)]
     new_data = [
         p.data - lr_t * (m_i / m_correction) / ((v_i / v_correction) ** 0.5 + eps)
         for p, m_i, v_i in zip(params, new_m, new_v)
