@@ -75,18 +75,12 @@ def load_model(checkpoint: Path | None, data: Path | None = None, *, finite: boo
         if data is not None:
             info(f"--data {data} is not used: the checkpoint {checkpoint} brings its own vocabulary")
         bad = ckpt.non_finite_weights()
-        if bad and finite:
-            fail(
-                f"{checkpoint} holds non-finite weights (first {bad[0].tag} = {bad[0].data}, {len(bad):,} in all), "
-                f"so it cannot be sampled: look at them with `mgx inspect {shlex.quote(bad[0].tag)} --checkpoint "
-                f"{shlex.quote(str(checkpoint))}`, "
-                "or sample another checkpoint"
-            )
         if bad:
-            warn(
-                f"{checkpoint} holds non-finite weights (first {bad[0].tag} = {bad[0].data}, {len(bad):,} in all): "
-                "the views show them; sample and train --resume refuse this checkpoint"
-            )
+            what = f"{checkpoint} holds non-finite weights (first {bad[0].tag} = {bad[0].data}, {len(bad):,} in all)"
+            look = f"mgx inspect {shlex.quote(bad[0].tag)} --checkpoint {shlex.quote(str(checkpoint))}"
+            if finite:
+                fail(f"{what}, so it cannot be sampled: look at them with `{look}`, or sample another checkpoint")
+            warn(f"{what}: the views show them; sample and train --resume refuse this checkpoint")
     return loaded
 
 
