@@ -18,6 +18,9 @@ as a heavier case, the last position of "emma" in atomic granularity.
     time is mostly waiting); the CPU difference is the app's own work per step. In a real
     terminal a step shows at the next frame after that work (Textual paints at 60 fps).
   Goal < 50 ms per step.
+- the same per step on the case a debugger is opened for: the fresh model with every weight
+  ×300, so the target's probability underflows to 0, the loss is inf and backward fills the
+  graph with nan and ±inf (the panels then also list the non-finite grads).
 
 Medians of the repeats, printed with PASS / MISS.
 
@@ -78,7 +81,7 @@ def first_screen(repeats: int) -> list[float]:
     return times
 
 
-def per_step(granularity: str, pos: int, steps: int) -> dict[str, float]:
+def per_step(granularity: str, pos: int, steps: int, scale: float = 1.0) -> dict[str, float]:
     from cli.step_app import StepApp
     from microgpt.data import find_dataset
     from microgpt.graph import resolve_token, token_graph
@@ -87,6 +90,8 @@ def per_step(granularity: str, pos: int, steps: int) -> dict[str, float]:
     from viz.trace import Trace
 
     run = start_run(find_dataset(data_path()).docs)
+    for p in run.model.params:
+        p.data *= scale
     spec = resolve_token(run.tokenizer, run.model.config.block_size, pos=pos)
     start = time.perf_counter()
     graph = token_graph(run.model, spec, granularity=granularity, backward=False)
@@ -131,6 +136,7 @@ def per_step(granularity: str, pos: int, steps: int) -> dict[str, float]:
 
     asyncio.run(drive())
     return {
+        "loss": graph.root.data,
         "nodes": len(trace),
         "steps": stepper.total,
         "build": build,
@@ -158,12 +164,13 @@ def main() -> None:
     first = statistics.median(screens)
     print(f"first screen (fresh process, fused, pos 0), median of {repeats}: {first * 1000:.0f} ms")
     print(f"  goal < {FIRST_SCREEN_GOAL * 1000:.0f} ms: {verdict(first, FIRST_SCREEN_GOAL)}")
-    for granularity, pos in (("fused", 0), ("atomic", 4)):
-        r = per_step(granularity, pos, steps)
+    for granularity, pos, scale in (("fused", 0, 1.0), ("atomic", 4, 1.0), ("fused", 0, 300.0)):
+        r = per_step(granularity, pos, steps, scale)
         cpu = r["press_cpu"] - r["idle_cpu"]
+        weights = f", weights ×{scale:g}" if scale != 1 else ""
         print(
-            f"\n{granularity}, pos {pos}: {r['nodes']:,} nodes, {r['steps']:,} steps; graph+trace+stepper "
-            f"{r['build'] * 1000:.1f} ms"
+            f"\n{granularity}, pos {pos}{weights}: loss {r['loss']:.4g}, {r['nodes']:,} nodes, {r['steps']:,} steps; "
+            f"graph+trace+stepper {r['build'] * 1000:.1f} ms"
         )
         print(f"  Stepper.step alone                       {r['alone'] * 1e6:8.1f} µs")
         print(f"  step + refresh_panels                    {r['panels'] * 1000:8.2f} ms")

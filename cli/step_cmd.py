@@ -13,6 +13,11 @@ MIN_WIDTH = 80  # the full-screen view's smallest terminal
 MIN_HEIGHT = 20
 
 
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``1 step``, ``2 steps``; ``words`` for an irregular plural (``child``, ``children``)."""
+    return f"{n} {word}" if n == 1 else f"{n} {words or word + 's'}"
+
+
 def too_small_message(width: int, height: int) -> str:
     return (
         f"terminal too small ({width}×{height}): mgx step needs at least {MIN_WIDTH}×{MIN_HEIGHT}; "
@@ -52,7 +57,7 @@ def run_step(
     stepper = Stepper(built.trace)
     what = (
         f"token {tokenizer.token_name(spec.token)} at pos {spec.pos} of {spec.word!r}, "
-        f"target {tokenizer.token_name(spec.target)}; {stepper.total} steps ({choice.granularity})"
+        f"target {tokenizer.token_name(spec.target)}; {plural(stepper.total, 'step')} ({choice.granularity})"
     )
     info(what)
 
@@ -61,13 +66,16 @@ def run_step(
         stepper.add_breakpoint(bp)  # a pattern or op that matches nothing fails here, with suggestions
         first = stepper.run_until([bp])
         if first is None:
+            if bp.kind == "nonfinite":
+                fail("every value and grad of this graph is finite: --until nonfinite never stops")
             fail(f"backward finished without reaching --until {until!r}: no step hits it in this graph")
 
     if print_steps is not None:
         records = ([first] if first is not None else []) + stepper.run(print_steps - (first is not None))
         for rec in records:
             if as_json:
-                console.out(json.dumps(stepper.describe(rec), ensure_ascii=False), highlight=False)
+                line = json.dumps(stepper.describe(rec), ensure_ascii=False, allow_nan=False)
+                console.out(line, highlight=False)
             else:
                 console.out(stepper.format(rec), highlight=False)
         return

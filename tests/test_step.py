@@ -250,6 +250,21 @@ def test_bad_breakpoints_are_refused(text: str, message: str) -> None:
         Breakpoint.parse(text)
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("grad > 0.5", Breakpoint("grad", threshold=0.5)),
+        ("GRAD>2", Breakpoint("grad", threshold=2.0)),
+        ("op: exp", Breakpoint("op", "exp")),
+        ("Op:mul", Breakpoint("op", "mul")),
+        ("NonFinite", Breakpoint("nonfinite")),
+        ("  nonfinite ", Breakpoint("nonfinite")),
+    ],
+)
+def test_breakpoint_keywords_take_any_case_and_spaces(text: str, expected: Breakpoint) -> None:
+    assert Breakpoint.parse(text) == expected
+
+
 def test_breakpoints_that_match_nothing_are_refused_with_a_hint() -> None:
     st = stepper_for()
     with pytest.raises(MicrogptError, match="did you mean"):
@@ -281,8 +296,21 @@ def test_step_over_group_finishes_the_group() -> None:
     assert done and st.done == max(members) + 1  # the group's last node is the last step taken
     assert [r.number for r in done] == list(range(before + 1, st.done + 1))
     assert st.trace.group_of(st.current) == group
-    where = st.done
-    assert len(st.step_over_group()) == 1 and st.done == where + 1  # group finished: moves on by one step
+
+
+def test_step_over_at_a_groups_last_node_finishes_the_next_group() -> None:
+    st = stepper_for("atomic")
+    st.jump("layer0.mlp.fc1")
+    st.step_over_group()
+    finished = st.current_group()
+    assert st.group_to_step_over() != finished  # nothing left of it: o means the next node's group
+    nxt = st.trace.group_of(st.next_node)
+    assert st.group_to_step_over() == nxt
+    last = max(st.step_of[i] for i in st.trace.groups[nxt] if i in st.step_of)
+    done = st.step_over_group()
+    assert len(done) > 1 and st.done == last + 1  # the whole next group, not one step into it
+    st.finish()
+    assert st.group_to_step_over() is None and st.step_over_group() == []
 
 
 def test_jump_to_a_node_id_a_leaf_and_a_pattern() -> None:
@@ -369,6 +397,7 @@ def test_json_with_until_starts_at_the_hit(tiny_checkpoint: Path) -> None:
         (["--until", "grad>abc", "--print", "2"], "is not a number"),
         (["--until", "grad>1e300", "--print", "2"], "backward finished without reaching"),
         (["--until", "op:tanh", "--print", "1"], "the ops here are"),
+        (["--until", "nonfinite", "--print", "1"], "every value and grad of this graph is finite"),
         (["--print", "0"], "--print must be at least 1"),
         (["--json"], "add --print N"),
         (["--granularity", "coarse", "--print", "1"], "--granularity must be atomic or fused"),
@@ -458,7 +487,7 @@ def test_app_keys_drive_the_stepper() -> None:
             # o: step over the rest of the group.
             group = st.current_group()
             await pilot.press("o")
-            assert f"of {group}" in app.texts["status"]
+            assert app.texts["status"].startswith(f"finished group {group}: ")
             # t: toggle a breakpoint on the current tag group.
             await pilot.press("t")
             assert "breakpoint set: tag" in app.texts["status"]
@@ -520,10 +549,359 @@ def test_random_walk_of_steps_and_undos_ends_at_backward() -> None:
     assert all(math.isfinite(g) for g in st.grads)
 
 
-def test_json_writes_non_finite_numbers_as_null() -> None:
+def test_json_writes_non_finite_numbers_as_strings() -> None:
     x = Value(1e-320)
     st = Stepper(Trace(x.log() * 2.0 + 1.0))
     st.run(3)  # the root, the product, then the log: 1/x overflows
     update = st.describe(st.record())["updates"][0]
-    assert update["after"] is None and update["before"] == 0.0
+    assert update["after"] == "Infinity" and update["local_grad"] == "Infinity" and update["before"] == 0.0
     json.dumps(st.describe(st.record()), allow_nan=False)  # strict JSON
+    nan = Value(float("nan"))
+    st = Stepper(Trace(nan * -1.0 + Value(float("-inf"))))
+    st.finish()
+    described = [st.describe(st.record(k)) for k in (1, 2)]
+    assert [d["data"] for d in described] == ["NaN", "NaN"]
+    assert described[1]["updates"][0]["after"] == -1.0  # nan's grad: finite, written by a finite local
+
+
+# -- non-finite values are data ----------------------------------------------------------------
+def test_largest_ranks_finite_grads_and_lists_non_finite_ones_apart() -> None:
+    a, b, c, d = Value(1.0), Value(2.0), Value(3.0), Value(4.0)
+    root = a * float("nan") + b * 5.0 + c * float("inf") + d * 0.5
+    st = Stepper(Trace(root))
+    st.finish()
+    index = st.trace.index
+    # nan compares false to everything: ranked by |grad| it would sit anywhere; here it is apart.
+    assert st.largest(1) == [(index[id(b)], 5.0)]
+    ranked = st.largest(100)
+    assert all(math.isfinite(g) for _, g in ranked)
+    assert len(ranked) == sum(1 for g in st.grads if g != 0 and math.isfinite(g))
+    bad = st.nonfinite_grads()
+    assert [i for i, _ in bad] == sorted([index[id(a)], index[id(c)]])
+    assert {repr(g) for _, g in bad} == {"nan", "inf"}
+
+
+def test_grad_breakpoint_stops_on_nan() -> None:
+    x = Value(2.0)
+    root = (x * float("nan")) * 0.1 + 1.0  # every |grad| is small but one is nan
+    st = Stepper(Trace(root))
+    rec = st.run_until([Breakpoint.parse("grad>100")])
+    assert rec is not None and any(math.isnan(u.after) for u in rec.updates)
+
+
+def test_nonfinite_breakpoint_on_a_model_with_a_nan_weight() -> None:
+    run = tiny_run()
+    run.model.weights["lm_head"][0][0].data = float("nan")
+    spec = resolve_token(run.tokenizer, 8, word="emma", pos=2)
+    st = Stepper(Trace(token_graph(run.model, spec, backward=False).root))
+    assert math.isnan(st.trace.nodes[-1].data)  # the loss
+    rec = st.run_until([Breakpoint("nonfinite")])
+    assert rec is not None and rec.number == 1
+    st.finish()
+    assert st.nonfinite_grads()  # and the stepper ran to the end through them
+
+
+def poisoned_checkpoint(tmp_path: Path, change) -> Path:
+    """A checkpoint of the tiny run after ``change(model)``."""
+    run = tiny_run()
+    change(run.model)
+    path = tmp_path / "poisoned.json"
+    ckpt_io.save(
+        ckpt_io.Checkpoint(run.model, run.tokenizer, AdamConfig(), TrainState(), 10, 42, "tiny", "fused", run.rng),
+        path,
+    )
+    return path
+
+
+def nan_weight(model) -> None:
+    model.weights["lm_head"][0][0].data = float("nan")
+
+
+def huge_weights(model) -> None:
+    """Weights large enough that the target's probability underflows to 0: the loss is inf."""
+    for p in model.params:
+        p.data *= 300
+
+
+def strict_json(line: str) -> dict:
+    def refuse(token: str):
+        raise AssertionError(f"bare {token} in JSON")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+@pytest.mark.parametrize("granularity", ["fused", "atomic"])
+@pytest.mark.parametrize("change", [nan_weight, huge_weights])
+def test_end_state_equals_backward_on_non_finite_models(change, granularity: str) -> None:
+    def graph():
+        run = tiny_run()
+        change(run.model)
+        spec = resolve_token(run.tokenizer, 8, word="emma", pos=2)
+        return token_graph(run.model, spec, granularity=granularity, backward=False)
+
+    st = Stepper(Trace(graph().root))
+    st.finish()
+    root = graph().root
+    root.backward()
+    expected = [node.grad for node in Trace(root).nodes]
+    assert [repr(g) for g in st.grads] == [repr(g) for g in expected]  # nan == nan, as text
+    assert st.nonfinite_grads()
+
+
+def test_print_and_json_show_nan(tmp_path: Path) -> None:
+    path = poisoned_checkpoint(tmp_path, nan_weight)
+    text = mgx("--checkpoint", str(path), "--pos", "2", "--print", "3")
+    assert text.exit_code == 0, text.stderr
+    first = text.stdout.splitlines()[0]
+    assert "data=nan" in first
+    as_json = mgx("--checkpoint", str(path), "--pos", "2", "--print", "3", "--json")
+    assert as_json.exit_code == 0, as_json.stderr
+    steps = [strict_json(line) for line in as_json.stdout.splitlines()]
+    assert steps[0]["data"] == "NaN" and steps[2]["grad"] == "NaN"
+    until = mgx("--checkpoint", str(path), "--pos", "2", "--until", "nonfinite", "--print", "1", "--json")
+    assert until.exit_code == 0 and strict_json(until.stdout)["step"] == 1
+
+
+def test_a_model_whose_loss_is_inf_can_be_stepped(tmp_path: Path) -> None:
+    path = poisoned_checkpoint(tmp_path, huge_weights)
+    text = mgx("--checkpoint", str(path), "--pos", "2", "--print", "2")
+    assert text.exit_code == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert "data=inf" in lines[0]  # the loss: -log(0)
+    assert "data=-inf" in text.stdout  # log(0)
+    as_json = mgx("--checkpoint", str(path), "--pos", "2", "--print", "2", "--json")
+    assert as_json.exit_code == 0, as_json.stderr
+    steps = [strict_json(line) for line in as_json.stdout.splitlines()]
+    assert steps[0]["data"] == "Infinity" and steps[1]["data"] == "-Infinity"
+    update = steps[1]["updates"][0]  # probs[target].grad += (1/0) × -1
+    assert update["local_grad"] == "Infinity" and update["after"] == "-Infinity"
+
+
+# -- the full-screen view: what a new user tripped on ---------------------------------------------
+def app_for(stepper: Stepper):
+    from cli.step_app import StepApp
+
+    return StepApp(stepper, "test")
+
+
+def run_app(app, size, script) -> None:
+    async def go() -> None:
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause()
+            await script(pilot)
+
+    asyncio.run(go())
+
+
+def test_app_continue_without_breakpoints_runs_to_the_end() -> None:
+    app = make_app()
+    st = app.stepper
+
+    async def script(pilot) -> None:
+        await pilot.press("c")
+        assert st.finished
+        assert "no breakpoints set, so ran to the end" in app.texts["status"]
+        await pilot.press("c")
+        assert st.finished and "backward is finished" in app.texts["status"]
+
+    run_app(app, (120, 40), script)
+
+
+def test_app_over_names_the_group_it_finished() -> None:
+    app = make_app()
+    st = app.stepper
+
+    async def script(pilot) -> None:
+        await pilot.press("n")
+        assert st.current_group() == "loss@pos2"
+        await pilot.press("o")  # one step of the loss group was left
+        assert app.texts["status"].startswith("finished group loss@pos2: 1 step,")
+        await pilot.press("o")  # at the loss group's last node: the next group is the one finished
+        group = st.current_group()
+        assert group != "loss@pos2"
+        assert app.texts["status"].startswith(f"finished group {group}: ")
+
+    run_app(app, (120, 40), script)
+
+
+def test_app_status_lines_do_not_outlive_their_action() -> None:
+    from cli.step_app import IDLE
+
+    app = make_app()
+    st = app.stepper
+
+    async def script(pilot) -> None:
+        await pilot.press("B", *"op:exp", "enter", "c")
+        assert "stopped at breakpoint" in app.texts["status"]
+        await pilot.press("n")
+        assert app.texts["status"] == IDLE
+        await pilot.press("B", *"grad>x", "enter")
+        assert "is not a number" in app.texts["status"]
+        await pilot.press("b")
+        assert app.texts["status"] == IDLE
+        await pilot.press("t", "n")
+        assert app.texts["status"] == IDLE
+        st.goto(0)
+        await pilot.press("b")
+        assert app.texts["status"] == "at the start: nothing to undo"
+        await pilot.press("n")
+        assert app.texts["status"] == IDLE
+
+    run_app(app, (120, 40), script)
+
+
+def test_app_jump_with_an_empty_prompt_does_nothing() -> None:
+    app = make_app()
+    st = app.stepper
+
+    async def script(pilot) -> None:
+        await pilot.press("n", "n")
+        await pilot.press("j", "enter")
+        assert st.done == 2
+        assert "nothing to jump to" in app.texts["status"]
+        await pilot.press("j", "space", "space", "enter")
+        assert st.done == 2
+
+    run_app(app, (120, 40), script)
+    with pytest.raises(MicrogptError, match="nothing to jump to"):
+        stepper_for().jump("  ")
+
+
+def test_app_lists_a_child_used_twice_once() -> None:
+    app = make_app()
+    st = app.stepper
+    # RMSNorm's sum of squares is dot(x, x): each input is both of a product's children.
+    node = next(i for i in st.order if len({e.child for e in st.trace.inputs[i]}) < len(st.trace.inputs[i]))
+    twice = st.trace.inputs[node][0].child
+
+    async def script(pilot) -> None:
+        st.goto(st.step_of[node] + 1)
+        app.refresh_panels()
+        await pilot.pause()
+        lines = app.texts["neighbours"].splitlines()
+        listed = [line for line in lines if line.startswith(f"  {st.trace.ids[twice]}  ")]
+        assert len(listed) == 1 and listed[0].endswith("×2")
+        distinct = len({e.child for e in st.trace.inputs[node]})
+        assert f"children ({distinct})" in lines
+
+    run_app(app, (120, 40), script)
+
+
+def test_app_long_lists_end_with_how_many_more() -> None:
+    app = make_app()
+    st = app.stepper
+    wide = max(st.order, key=lambda i: len(st.trace.inputs[i]))
+    n = len(st.trace.inputs[wide])
+    assert n >= 16
+
+    async def script(pilot) -> None:
+        st.goto(st.step_of[wide] + 1)
+        app.refresh_panels()
+        await pilot.pause()
+        text = app.texts["current"]
+        shown = sum(1 for u in st.record().updates if f"  {st.trace.ids[u.child]}\n" in text + "\n")
+        assert 0 < shown < n
+        assert f"… {n - shown} more updates" in text
+        for box in ("current-box", "neighbours-box", "largest-box"):
+            assert app.query_one(f"#{box}").max_scroll_y == 0, box  # nothing below the panel's edge
+        await pilot.resize_terminal(120, 60)  # taller: more of them, and the count follows
+        await pilot.pause()
+        more = sum(1 for u in st.record().updates if f"  {st.trace.ids[u.child]}\n" in app.texts["current"] + "\n")
+        assert more > shown and (more == n or f"… {n - more} more updates" in app.texts["current"])
+
+    run_app(app, (80, 20), script)
+
+
+def test_app_keys_do_nothing_while_the_terminal_is_too_small() -> None:
+    app = make_app()
+    st = app.stepper
+
+    async def script(pilot) -> None:
+        await pilot.press("n")
+        await pilot.resize_terminal(60, 15)
+        await pilot.pause()
+        await pilot.press("n", "space", "b", "o", "c", "j", "t", "B", "question_mark")
+        await pilot.pause()
+        assert st.done == 1 and not st.breakpoints
+        assert type(app.screen).__name__ != "HelpScreen" and not app.query_one("#prompt").display
+        await pilot.resize_terminal(100, 30)
+        await pilot.pause()
+        await pilot.press("n")
+        assert st.done == 2
+        await pilot.press("j")  # a prompt open when the window shrinks is cancelled
+        await pilot.resize_terminal(60, 15)
+        await pilot.pause()
+        await pilot.press("enter")
+        assert st.done == 2 and not app.query_one("#prompt").display
+        await pilot.press("q")
+        await pilot.pause()
+        assert not app.is_running
+
+    run_app(app, (100, 30), script)
+
+
+def test_app_b_removes_a_breakpoint_already_set() -> None:
+    app = make_app()
+    st = app.stepper
+
+    async def script(pilot) -> None:
+        await pilot.press("B", *"grad>1", "enter")
+        assert st.breakpoints == [Breakpoint("grad", threshold=1.0)]
+        await pilot.press("B", *"grad>1", "enter")
+        assert st.breakpoints == [] and "breakpoint removed: |grad| > 1" in app.texts["status"]
+
+    run_app(app, (120, 40), script)
+
+
+@pytest.mark.parametrize(("change", "loss"), [(nan_weight, "nan"), (huge_weights, "inf")])
+def test_app_shows_non_finite_values_flagged(change, loss: str) -> None:
+    from cli.step_app import NONFINITE
+
+    run = tiny_run()
+    change(run.model)
+    spec = resolve_token(run.tokenizer, 8, word="emma", pos=2)
+    app = app_for(Stepper(Trace(token_graph(run.model, spec, backward=False).root)))
+    st = app.stepper
+
+    def flagged(name: str) -> set[str]:
+        text = app.styled[name]
+        return {text.plain[span.start : span.end] for span in text.spans if span.style == NONFINITE}
+
+    async def script(pilot) -> None:
+        assert loss in flagged("current")  # the loss, before the first step
+        await pilot.press("B", *"nonfinite", "enter", "c")
+        assert st.done == 1 and "stopped at breakpoint: non-finite value" in app.texts["status"]
+        assert f"data  {loss}" in app.texts["current"] and loss in flagged("current")
+        await pilot.press("n", "n")
+        assert flagged("neighbours")
+        assert "non-finite: " in app.texts["largest"] and flagged("largest") & {"nan", "inf", "-inf"}
+        assert "1" in app.texts["largest"]  # the loss's finite grad is still ranked
+        await pilot.press("c", "c")
+        assert st.done == 5  # nonfinite stops at every step once the value has spread
+        await pilot.press("B", *"nonfinite", "enter", "c")
+        assert st.finished  # no breakpoint left: to the end, through every non-finite step
+        assert app.texts["current"].endswith("backward finished: every grad equals backward()'s")
+        await pilot.resize_terminal(80, 20)  # the smallest screen: every list cut to fit, counted
+        await pilot.pause()
+        for box in ("current-box", "neighbours-box", "largest-box"):
+            assert app.query_one(f"#{box}").max_scroll_y == 0, box
+        assert "more non-finite" in app.texts["largest"]
+
+    run_app(app, (120, 40), script)
+
+
+def test_app_long_messages_wrap_and_every_key_fits_the_footer() -> None:
+    app = make_app()
+
+    async def script(pilot) -> None:
+        await pilot.press("j", *"a..b", "enter")
+        message = app.texts["status"]
+        assert len(message) > 80 and "try e.g. attn.h0 or logits[3]@pos0" in message
+        assert app.query_one("#status").size.height >= 2  # shown whole, not cut at the edge
+        await pilot.press("n")
+        assert app.query_one("#status").size.height == 1
+        keys = {key.key: key.region for key in app.query("FooterKey")}
+        assert {"n", "b", "o", "c", "j", "t", "B", "question_mark", "q"} <= set(keys)
+        assert all(region.right <= 80 for region in keys.values())  # q quit is on screen
+
+    run_app(app, (80, 20), script)

@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import heapq
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from microgpt.errors import MicrogptError
+from microgpt.numbers import to_json_number
 from viz.pattern import Pattern, select
 from viz.trace import Trace
 
@@ -62,7 +64,9 @@ class Breakpoint:
     - ``pattern``: the node's tag matches a tag pattern (viz.pattern's language);
     - ``op``: the node's op is called ``op`` (mul, dot, exp, ...);
     - ``nonfinite``: the node's data or grad, or a grad the step writes, is nan or ±inf;
-    - ``grad``: |the node's grad| or |a grad the step writes| is above ``threshold``.
+    - ``grad``: |the node's grad| or |a grad the step writes| is above ``threshold``; a nan
+      counts as above every threshold (it compares false to everything, so a plain ``>``
+      would run straight past the nan a user hunting an explosion is looking for).
     """
 
     kind: str
@@ -84,19 +88,22 @@ class Breakpoint:
 
     @classmethod
     def parse(cls, text: str) -> Breakpoint:
-        """What a user types: ``op:mul``, ``nonfinite``, ``grad>0.5``, or a tag pattern."""
+        """What a user types: ``op:mul``, ``nonfinite``, ``grad>0.5``, or a tag pattern. The
+        keywords take any case and spaces around ``:`` and ``>`` (``grad > 0.5``, ``op: exp``)."""
         text = text.strip()
         if not text:
             raise MicrogptError("empty breakpoint: give a tag pattern, op:NAME, nonfinite or grad>X")
-        if text == "nonfinite":
+        if text.lower() == "nonfinite":
             return cls("nonfinite")
-        if text.startswith("op:"):
-            op = text[3:].strip()
+        op_form = _OP_FORM.fullmatch(text)
+        if op_form:
+            op = op_form[1].strip()
             if not op:
                 raise MicrogptError("breakpoint op: needs an op name, e.g. op:exp")
             return cls("op", op)
-        if text.startswith("grad>"):
-            raw = text[5:].strip()
+        grad_form = _GRAD_FORM.fullmatch(text)
+        if grad_form:
+            raw = grad_form[1].strip()
             try:
                 threshold = float(raw)
             except ValueError:
@@ -108,8 +115,17 @@ class Breakpoint:
         return cls("pattern", text)
 
 
+_OP_FORM = re.compile(r"op\s*:(.*)", re.IGNORECASE | re.DOTALL)
+_GRAD_FORM = re.compile(r"grad\s*>(.*)", re.IGNORECASE | re.DOTALL)
+
+
 def _finite(x: float) -> bool:
     return math.isfinite(x)
+
+
+def _above(x: float, threshold: float) -> bool:
+    """|x| > threshold, with nan above every threshold."""
+    return math.isnan(x) or abs(x) > threshold
 
 
 class Stepper:
@@ -229,21 +245,33 @@ class Stepper:
         while self.step() is not None:
             pass
 
+    def group_to_step_over(self) -> str | None:
+        """The tag group ``step_over_group`` finishes: the current node's while it has steps
+        left, else (at a group's last node) the next node's. None when backward is finished."""
+        if self.finished:
+            return None
+        if self.current is not None:
+            group = self.trace.group_of(self.current)
+            if self._last_step_of(group) >= self.done:
+                return group
+        return self.trace.group_of(self.order[self.done])
+
+    def _last_step_of(self, group: str) -> int:
+        """The 0-based step of the group's last node (groups interleave: other nodes come between)."""
+        return max((self.step_of[i] for i in self.trace.groups[group] if i in self.step_of), default=-1)
+
     def step_over_group(self) -> list[StepRecord]:
-        """Finish the current node's tag group: step until its last remaining member is done."""
-        node = self.current if self.current is not None else self.next_node
-        if node is None or self.finished:
+        """Finish a tag group (``group_to_step_over``'s): step until its last node is done.
+        Repeated, it walks backward group by group. Empty when backward is finished."""
+        group = self.group_to_step_over()
+        if group is None:
             return []
-        group = self.trace.groups[self.trace.group_of(node)]
-        last = max((self.step_of[i] for i in group if i in self.step_of), default=-1)
+        last = self._last_step_of(group)
         out = []
         while self.done <= last:
             rec = self.step()
             assert rec is not None
             out.append(rec)
-        if not out:  # the group was already finished: move on by one step
-            rec = self.step()
-            out = [rec] if rec is not None else []
         return out
 
     # -- breakpoints -------------------------------------------------------------------
@@ -264,7 +292,7 @@ class Stepper:
             return not (
                 _finite(value.data) and _finite(self.grads[node]) and all(_finite(u.after) for u in rec.updates)
             )
-        return abs(self.grads[node]) > bp.threshold or any(abs(u.after) > bp.threshold for u in rec.updates)
+        return _above(self.grads[node], bp.threshold) or any(_above(u.after, bp.threshold) for u in rec.updates)
 
     def add_breakpoint(self, bp: Breakpoint) -> None:
         if bp.kind == "pattern" and not self._pattern_set(bp.text):
@@ -320,6 +348,8 @@ class Stepper:
         """Go to a node id (exact) or the next step whose node matches a tag pattern (wrapping
         round to the first). Leaves are shown by the first step that updates them."""
         target = target.strip()
+        if not target:
+            raise MicrogptError("nothing to jump to: give a node id or a tag pattern, e.g. attn.h0 or logits[3]@pos0")
         i = self.trace.id_index.get(target)
         if i is not None:
             k = self._step_for_node(i)
@@ -345,15 +375,21 @@ class Stepper:
 
     # -- what the views show -----------------------------------------------------------
     def largest(self, n: int = 10) -> list[tuple[int, float]]:
-        """The ``n`` nodes with the largest |grad| so far (ties: topological order), non-zero only."""
+        """The ``n`` nodes with the largest finite |grad| so far (ties: topological order),
+        non-zero only. Non-finite grads are ``nonfinite_grads``' (a nan has no size to rank)."""
         grads = self.grads
         best = heapq.nsmallest(
-            n, (i for i in range(len(grads)) if grads[i] != 0), key=lambda i: (-_magnitude(grads[i]), i)
+            n, (i for i in range(len(grads)) if grads[i] != 0 and _finite(grads[i])), key=lambda i: (-abs(grads[i]), i)
         )
         return [(i, grads[i]) for i in best]
 
+    def nonfinite_grads(self) -> list[tuple[int, float]]:
+        """Every node whose grad so far is nan or ±inf, in topological order."""
+        return [(i, g) for i, g in enumerate(self.grads) if not _finite(g)]
+
     def describe(self, rec: StepRecord) -> dict:
-        """A step as plain data (ids, not indices): what ``--json`` prints."""
+        """A step as plain data (ids, not indices): what ``--json`` prints. Non-finite numbers are
+        the strings "NaN", "Infinity", "-Infinity" (microgpt/numbers.py), so it dumps as strict JSON."""
         trace = self.trace
         node = trace.nodes[rec.node]
         return {
@@ -363,16 +399,16 @@ class Stepper:
             "op": str(node.op),
             "tag": node.tag,
             "group": trace.group_of(rec.node),
-            "data": _json_number(node.data),
-            "grad": _json_number(self.grads[rec.node]),
+            "data": _json(node.data),
+            "grad": _json(self.grads[rec.node]),
             "updates": [
                 {
                     "child": trace.ids[u.child],
                     "slot": u.slot,
-                    "local_grad": _json_number(u.local_grad),
-                    "node_grad": _json_number(u.node_grad),
-                    "before": _json_number(u.before),
-                    "after": _json_number(u.after),
+                    "local_grad": _json(u.local_grad),
+                    "node_grad": _json(u.node_grad),
+                    "before": _json(u.before),
+                    "after": _json(u.after),
                 }
                 for u in rec.updates
             ],
@@ -394,16 +430,12 @@ class Stepper:
         return "\n".join(lines)
 
 
-def _magnitude(x: float) -> float:
-    return math.inf if math.isnan(x) else abs(x)
+def _json(x: float) -> float | str:
+    """A number as ``--json`` writes it: always a float (grads start as the int 0 or 1), the
+    non-finite ones as "NaN", "Infinity" or "-Infinity" (microgpt/numbers.py)."""
+    return to_json_number(float(x))
 
 
 def fmt(x: float) -> str:
-    """Numbers as the views print them: 6 significant digits, stable across runs."""
+    """Numbers as the views print them: 6 significant digits, stable across runs; nan, inf, -inf."""
     return f"{x:.6g}"
-
-
-def _json_number(x: float) -> float | None:
-    """JSON has no NaN or infinity: write those as null (as mgx inspect --json does)."""
-    x = float(x)
-    return x if math.isfinite(x) else None
