@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, ParamSpec, TypeVar
@@ -48,10 +47,21 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
 
 def check_writable(out: Path, option: str, example: str) -> None:
     """Fail before any work is done when ``out`` cannot be written (``option`` names the flag)."""
-    directory = out.parent if str(out.parent) else Path(".")
-    if out.is_dir():
+    from microgpt.files import IS_A_DIRECTORY, target_problem
+
+    problem = target_problem(out)
+    if problem == IS_A_DIRECTORY:
         fail(f"cannot write {out}: it is a directory; give {option} a file name such as {out / example}")
-    if not directory.is_dir():
-        fail(f"cannot write {out}: directory {directory} does not exist")
-    if not os.access(directory, os.W_OK):
-        fail(f"cannot write {out}: directory {directory} is not writable; choose another {option}")
+    if problem is not None:
+        fail(f"cannot write {out}: {problem}; choose another {option}")
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``1 document``, ``2 documents``, ``1,000 steps``."""
+    return f"{n:,} {word if n == 1 else words or word + 's'}"
+
+
+def warn(message: str) -> None:
+    """Something the user should know that does not stop the command: one line on stderr,
+    printed literally (no markup)."""
+    err_console.print(f"warning: {message}", markup=False, style="yellow", soft_wrap=True, highlight=False)
