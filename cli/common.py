@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from cli.output import fail, info
+from cli.output import fail, info, warn
 
 DEFAULT_CHECKPOINT = Path("model.json")
 
@@ -48,8 +48,13 @@ class LoadedModel:
     description: str  # "checkpoint model.json (step 1000)" or "a fresh model (seed 42) ..."
 
 
-def load_model(checkpoint: Path | None, data: Path | None = None) -> LoadedModel:
-    """The checkpoint given; else model.json here; else a fresh model. Says which on stderr."""
+def load_model(checkpoint: Path | None, data: Path | None = None, *, finite: bool = False) -> LoadedModel:
+    """The checkpoint given; else model.json here; else a fresh model. Says which on stderr.
+
+    A checkpoint with non-finite weights loads with a one-line warning naming the first
+    (the views show such weights); with ``finite=True`` (sampling) it is refused."""
+    import shlex
+
     from microgpt import checkpoint as ckpt_io
     from microgpt.data import find_dataset
     from microgpt.train import start_run
@@ -66,6 +71,16 @@ def load_model(checkpoint: Path | None, data: Path | None = None) -> LoadedModel
         description = f"a fresh model (seed 42, untrained), vocabulary from {dataset.source}"
         loaded = LoadedModel(run.model, run.tokenizer, run.rng, description)
     info(f"model: {loaded.description}")
+    if checkpoint is not None:
+        if data is not None:
+            info(f"--data {data} is not used: the checkpoint {checkpoint} brings its own vocabulary")
+        bad = ckpt.non_finite_weights()
+        if bad:
+            what = f"{checkpoint} holds non-finite weights (first {bad[0].tag} = {bad[0].data}, {len(bad):,} in all)"
+            look = f"mgx inspect {shlex.quote(bad[0].tag)} --checkpoint {shlex.quote(str(checkpoint))}"
+            if finite:
+                fail(f"{what}, so it cannot be sampled: look at them with `{look}`, or sample another checkpoint")
+            warn(f"{what}: the views show them; sample and train --resume refuse this checkpoint")
     return loaded
 
 

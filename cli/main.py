@@ -82,35 +82,32 @@ def main(
 @user_errors
 def train(
     data: DataOption = None,
-    steps: Annotated[int, typer.Option(help="Training steps, one document each.")] = 1000,
-    lr: Annotated[float, typer.Option(help="Adam learning rate (decays linearly to 0).")] = 0.01,
-    seed: Annotated[int, typer.Option(help="Random seed: shuffle, then weights.")] = 42,
-    n_layer: Annotated[int, typer.Option(help="Transformer layers.")] = 1,
-    n_embd: Annotated[int, typer.Option(help="Embedding width.")] = 16,
-    n_head: Annotated[int, typer.Option(help="Attention heads (must divide --n-embd).")] = 4,
-    block_size: Annotated[int, typer.Option(help="Longest context in tokens.")] = 16,
-    granularity: Annotated[str, typer.Option(help="fused (fast) or atomic (the reference's nodes).")] = "fused",
+    steps: Annotated[
+        int | None, typer.Option(help="Training steps, one document each (default: 1000; with --resume, the run's).")
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help="Adam learning rate, decays linearly to 0 (default: 0.01).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed: shuffle, then weights (default: 42).")] = None,
+    n_layer: Annotated[int | None, typer.Option(help="Transformer layers (default: 1).")] = None,
+    n_embd: Annotated[int | None, typer.Option(help="Embedding width (default: 16).")] = None,
+    n_head: Annotated[int | None, typer.Option(help="Attention heads, dividing --n-embd (default: 4).")] = None,
+    block_size: Annotated[int | None, typer.Option(help="Longest context in tokens (default: 16).")] = None,
+    granularity: Annotated[
+        str | None, typer.Option(help="fused (fast) or atomic (the reference's nodes) (default: fused).")
+    ] = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Checkpoint to write.")] = DEFAULT_CHECKPOINT,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --out.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Continue the run saved in --out, with its own options (give none that differ)."),
+    ] = False,
     log_every: Annotated[int, typer.Option(help="Print a line every N steps (0: progress bar only).")] = 0,
 ) -> None:
-    """Train the GPT on names with Adam; writes a resumable checkpoint (Ctrl-C keeps one too)."""
-    from cli.train_cmd import run_training
+    """Train the GPT on names with Adam; writes a resumable checkpoint (Ctrl-C keeps one too).
 
-    run_training(
-        data=data,
-        steps=steps,
-        lr=lr,
-        seed=seed,
-        n_layer=n_layer,
-        n_embd=n_embd,
-        n_head=n_head,
-        block_size=block_size,
-        granularity=granularity,
-        out=out,
-        resume=resume,
-        log_every=log_every,
-    )
+    A checkpoint of another run at --out is kept beside it (model.json -> model.1.json)."""
+    from cli.train_cmd import RunOptions, run_training
+
+    options = RunOptions(steps, lr, seed, n_layer, n_embd, n_head, block_size, granularity)
+    run_training(data=data, options=options, out=out, resume=resume, log_every=log_every)
 
 
 @app.command(cls=Command)
@@ -137,7 +134,7 @@ def sample(
             f"--temperature must be at least {MIN_TEMPERATURE:g}, got {temperature:g}: "
             "a temperature that small picks the likeliest letter, as 0.01 already does"
         )
-    loaded = load_model(checkpoint, data)
+    loaded = load_model(checkpoint, data, finite=True)
     rng = loaded.rng if seed is None else random.Random(seed)
     if seed is None:
         info("random state: continued from the model's (pass --seed N for another draw)")
@@ -231,7 +228,7 @@ def inspect(
     limit: Annotated[int, typer.Option(help="Entries shown per group (0: all); the rest are counted.")] = 10,
     sort: Annotated[str, typer.Option(help="order (the graph's), grad or data (largest first), or id.")] = "order",
     depth: Annotated[
-        int | None, typer.Option(help="Expand what each node was computed from, N levels (default 1 for one node).")
+        int | None, typer.Option(help="Expand what each node was computed from, N levels (default: 1 for one node).")
     ] = None,
     why: Annotated[
         bool, typer.Option("--why", help="Split each node's grad into its consumers' contributions.")

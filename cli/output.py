@@ -8,7 +8,6 @@ control character (a newline in a file name) is shown escaped, so a message stay
 from __future__ import annotations
 
 import functools
-import os
 import signal
 import sys
 import threading
@@ -42,11 +41,6 @@ def one_line(text: str) -> str:
 
 
 _ESCAPED = ("Cc", "Zl", "Zp")  # control characters (newline, ESC), line and paragraph separators
-
-
-def plural(n: int, noun: str, nouns: str | None = None) -> str:
-    """``1 document``, ``2 documents``, ``1,234 nodes``: a count and its noun, agreeing."""
-    return f"{n:,} {noun if n == 1 else (nouns or noun + 's')}"
 
 
 def print_line(text: str) -> None:
@@ -114,10 +108,21 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
 
 def check_writable(out: Path, option: str, example: str) -> None:
     """Fail before any work is done when ``out`` cannot be written (``option`` names the flag)."""
-    directory = out.parent if str(out.parent) else Path(".")
-    if out.is_dir():
+    from microgpt.files import IS_A_DIRECTORY, target_problem
+
+    problem = target_problem(out)
+    if problem == IS_A_DIRECTORY:
         fail(f"cannot write {out}: it is a directory; give {option} a file name such as {out / example}")
-    if not directory.is_dir():
-        fail(f"cannot write {out}: directory {directory} does not exist")
-    if not os.access(directory, os.W_OK):
-        fail(f"cannot write {out}: directory {directory} is not writable; choose another {option}")
+    if problem is not None:
+        fail(f"cannot write {out}: {problem}; choose another {option}")
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``1 document``, ``2 documents``, ``1,000 steps``, ``2 entries`` (with ``words``)."""
+    return f"{n:,} {word if n == 1 else words or word + 's'}"
+
+
+def warn(message: str) -> None:
+    """Something the user should know that does not stop the command: one line on stderr,
+    printed literally (no markup)."""
+    err_console.print(Text(f"warning: {one_line(message)}", style="yellow"), soft_wrap=True)

@@ -94,6 +94,8 @@ def load_documents(path: str | Path) -> Dataset:
         raise MicrogptError(f"data file {path} is a directory: give a file with one name per line") from None
     except PermissionError:
         raise MicrogptError(f"data file {path} cannot be read (permission denied)") from None
+    except OSError as e:  # e.g. a name too long for the file system
+        raise MicrogptError(f"data file {path} cannot be read ({e.strerror}): give the path of a text file") from None
     except UnicodeDecodeError as e:
         raise MicrogptError(f"data file {path} is not UTF-8 (byte {e.start}): save it as UTF-8") from None
     return Dataset(parse_documents(text, str(path)), str(path))

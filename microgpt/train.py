@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from microgpt.data import Tokenizer
-from microgpt.engine import Value, gc_paused, topological_order
+from microgpt.engine import Value, gc_paused, power, topological_order
 from microgpt.errors import MicrogptError
 from microgpt.model import GPT, GPTConfig, KVCache
 
@@ -38,35 +38,87 @@ class TrainState:
     v: list[float] = field(default_factory=list)
 
 
-class NonFiniteLoss(MicrogptError):
-    pass
+class Diverged(MicrogptError):
+    """Training met a value that is not finite at ``step`` (counted from 1): the loss, a
+    gradient, or a weight the update would write. Nothing of that step was applied: the
+    model and the TrainState hold the last good state (``step - 1`` steps done)."""
+
+    def __init__(self, step: int, what: str, document: str | None = None, origin: str | None = None) -> None:
+        super().__init__(step, what, document, origin)
+        self.step, self.what, self.document, self.origin = step, what, document, origin  # origin: a tag
+
+    def __str__(self) -> str:
+        doc = "" if self.document is None else f" (document {self.document!r})"
+        return f"training diverged at step {self.step}{doc}: {self.what}"
+
+
+def _first_non_finite_index(values: list[float]) -> int | None:
+    if all(map(math.isfinite, values)):  # the common case, at C speed
+        return None
+    return next(i for i, x in enumerate(values) if not math.isfinite(x))
 
 
 def adam_update(model: GPT, state: TrainState, adam: AdamConfig, step: int, steps: int) -> None:
-    """One Adam update of every parameter from its grad, then the grad is zeroed."""
-    if not state.m:
-        state.m = [0.0] * len(model.params)
-        state.v = [0.0] * len(model.params)
-    m, v = state.m, state.v
+    """One Adam update of every parameter from its grad, then the grad is zeroed.
+
+    All or nothing: when a grad is not finite, or the update would write a weight that is
+    not, it raises Diverged and changes nothing. A grad so large that its square overflows
+    gives v = inf (IEEE-754), which stops that weight (m̂ / √v̂ = 0) instead of raising."""
+    params = model.params
+    grads = [p.grad for p in params]
+    m = state.m or [0.0] * len(params)
+    v = state.v or [0.0] * len(params)
     beta1, beta2, eps = adam.beta1, adam.beta2, adam.eps
+    c1, c2 = 1 - beta1, 1 - beta2
     lr_t = adam.lr * (1 - step / steps)
     m_correction = 1 - beta1 ** (step + 1)
     v_correction = 1 - beta2 ** (step + 1)
-    for i, p in enumerate(model.params):
-        m[i] = beta1 * m[i] + (1 - beta1) * p.grad
-        v[i] = beta2 * v[i] + (1 - beta2) * p.grad**2
-        m_hat = m[i] / m_correction
-        v_hat = v[i] / v_correction
-        p.data -= lr_t * m_hat / (v_hat**0.5 + eps)
+    # The formulas above, a list at a time; g**2 is pow, as in the reference, so the bits agree.
+    new_m = [beta1 * m_i + c1 * g for m_i, g in zip(m, grads)]
+    try:
+        new_v = [beta2 * v_i + c2 * g**2 for v_i, g in zip(v, grads)]
+    except OverflowError:  # some |g| > ~1.34e154, whose square ** refuses: IEEE-754 gives inf
+        new_v = [beta2 * v_i + c2 * power(g, 2) for v_i, g in zip(v, grads)]
+    new_data = [
+        p.data - lr_t * (m_i / m_correction) / ((v_i / v_correction) ** 0.5 + eps)
+        for p, m_i, v_i in zip(params, new_m, new_v)
+    ]
+    # A non-finite grad always makes its new weight non-finite, so one check finds both.
+    bad = _first_non_finite_index(new_data)
+    if bad is not None:
+        bad_grad = _first_non_finite_index(grads)
+        if bad_grad is not None:
+            raise Diverged(step + 1, f"the gradient of {params[bad_grad].tag} is {grads[bad_grad]}")
+        what = f"the update would make {params[bad].tag} {new_data[bad]} (the learning rate is too large)"
+        raise Diverged(step + 1, what)
+    state.m, state.v = new_m, new_v
+    for p, data in zip(params, new_data):
+        p.data = data
         p.grad = 0
 
 
 def first_non_finite(root: Value) -> Value | None:
-    """The first node, in the order it was computed, whose data is NaN or infinite."""
+    """The first node, in ``topological_order(root)``, whose data is NaN or infinite.
+
+    That order computes every node after its inputs, so this node's inputs are all finite:
+    it is where the non-finite values start (the origin)."""
     for node in topological_order(root):
         if not math.isfinite(node.data):
             return node
     return None
+
+
+def describe_origin(node: Value) -> str:
+    """``tag (op exp, input 812.3)``: what a user needs to find a non-finite value's origin."""
+    inputs = [child.data for child in node.children]
+    if not inputs:
+        return f"{node.tag} (op {node.op}, no inputs)"
+    if len(inputs) <= 4:
+        shown = ", ".join(f"{x:.4g}" for x in inputs)
+    else:
+        largest = max(inputs, key=abs)
+        shown = ", ".join(f"{x:.4g}" for x in inputs[:3]) + f" … {len(inputs)} in all, largest {largest:.4g}"
+    return f"{node.tag} (op {node.op}, input{'s' if len(inputs) > 1 else ''} {shown})"
 
 
 StepCallback = Callable[[int, float], None]  # (steps done, loss of the step just done)
@@ -84,23 +136,31 @@ def train(
     on_step: StepCallback | None = None,
 ) -> TrainState:
     """Train from ``state.step`` up to ``steps``; ``state`` is updated after every step, so
-    an interrupted run (KeyboardInterrupt) leaves a state that resumes to the same losses."""
+    an interrupted run (KeyboardInterrupt) leaves a state that resumes to the same losses.
+
+    A step whose loss, gradients or update are not finite raises Diverged and changes
+    nothing: ``model`` and ``state`` then hold the last good state, ready to be saved."""
     if steps < 1:
         raise MicrogptError(f"steps must be at least 1, got {steps}: pass --steps 1 or more")
     if state.step > steps:
         raise MicrogptError(f"the checkpoint has done {state.step} steps, more than --steps {steps}")
     encoded = [tokenizer.document_tokens(doc) for doc in docs]
     for step in range(state.step, steps):
+        document = docs[step % len(docs)]
         with gc_paused():
             loss = model.document_loss(encoded[step % len(encoded)], granularity)
             if not math.isfinite(loss.data):
-                bad = first_non_finite(loss)
-                where = f" (first at {bad.tag}, op {bad.op})" if bad is not None else ""
-                raise NonFiniteLoss(
-                    f"the loss became {loss.data} at step {step + 1}{where}: lower --lr or check the data"
+                origin = first_non_finite(loss)
+                where = "" if origin is None else f", starting at {describe_origin(origin)}"
+                raise Diverged(
+                    step + 1, f"the loss is {loss.data}{where}", document, None if origin is None else origin.tag
                 )
             loss.backward()
-        adam_update(model, state, adam, step, steps)
+        try:
+            adam_update(model, state, adam, step, steps)
+        except Diverged as e:
+            e.document = document
+            raise
         state.step = step + 1
         if on_step is not None:
             on_step(state.step, loss.data)
@@ -111,8 +171,8 @@ def sample(model: GPT, tokenizer: Tokenizer, rng: random.Random, *, temperature:
     """One name: draw a token at a time from softmax(logits / T) until BOS or the context is full.
 
     Each generated token consumes exactly one ``rng.choices`` draw, as the reference does."""
-    if not temperature > 0:
-        raise MicrogptError(f"temperature must be a positive number, got {temperature}")
+    if not temperature > 0 or not math.isfinite(1 / temperature):
+        raise MicrogptError(f"temperature must be a positive number whose reciprocal is finite, got {temperature}")
     c = model.config
     prefix_ids = tokenizer.encode(prefix)
     if len(prefix_ids) >= c.block_size:
@@ -126,8 +186,14 @@ def sample(model: GPT, tokenizer: Tokenizer, rng: random.Random, *, temperature:
             if pos < len(prefix_ids):
                 token_id = prefix_ids[pos]
                 continue
-            probs = model.probabilities([logit / temperature for logit in logits], pos)
-            token_id = rng.choices(range(c.vocab_size), weights=[p.data for p in probs])[0]
+            probs = [p.data for p in model.probabilities([logit / temperature for logit in logits], pos)]
+            bad = _first_non_finite_index(probs)
+            if bad is not None:
+                raise MicrogptError(
+                    f"the probability of {tokenizer.token_name(bad)!r} at position {pos} is {probs[bad]}: "
+                    "the model's numbers overflow; sample a model with smaller weights, or raise --temperature"
+                )
+            token_id = rng.choices(range(c.vocab_size), weights=probs)[0]
             if token_id == tokenizer.bos:
                 break
             out.append(tokenizer.chars[token_id])
