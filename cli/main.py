@@ -51,8 +51,6 @@ class Group(TyperGroup):
         return _without_flag_metavars(super().get_params(ctx))
 
 
-MIN_TEMPERATURE = 1e-6  # below it logits / T can overflow; by then sampling is greedy anyway
-
 app = typer.Typer(
     cls=Group,
     no_args_is_help=True,
@@ -129,11 +127,6 @@ def sample(
         fail(f"--num must be at least 1, got {num}")
     if not temperature > 0:
         fail(f"--temperature must be a positive number, got {temperature}")
-    if temperature < MIN_TEMPERATURE:  # logits / T would overflow to inf, and the draw fail
-        fail(
-            f"--temperature must be at least {MIN_TEMPERATURE:g}, got {temperature:g}: "
-            "a temperature that small picks the likeliest letter, as 0.01 already does"
-        )
     loaded = load_model(checkpoint, data, finite=True)
     rng = loaded.rng if seed is None else random.Random(seed)
     if seed is None:

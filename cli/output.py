@@ -31,6 +31,10 @@ R = TypeVar("R")
 ERROR_PREFIX = Text("error:", style="bold red")
 INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
 INTERRUPTED_AT_START = "interrupted before the command started; nothing was written"
+OUT_OF_MEMORY = (
+    "ran out of memory: the model or its graph is too large for this machine; train a smaller model "
+    "(--n-embd, --n-layer, --block-size) or look at a smaller graph (one --pos, a shorter --word)"
+)
 
 
 def one_line(text: str) -> str:
@@ -79,7 +83,8 @@ def _set_sigint(handler: Callable | int) -> None:
 
 
 def user_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn the package's MicrogptError into a one-line message and exit 1; Ctrl-C into exit 130.
+    """Turn the package's MicrogptError (and running out of memory) into a one-line message and
+    exit 1; Ctrl-C into exit 130.
 
     ``mgx`` (``cli.main.run``) stops on Ctrl-C during start-up with one line; once a command's
     body runs, Ctrl-C raises KeyboardInterrupt again, so the body can keep what it has
@@ -99,6 +104,8 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
             fail(str(e))
         except KeyboardInterrupt:
             fail("interrupted (Ctrl-C); no file is left half-written", code=INTERRUPTED)
+        except MemoryError:
+            fail(OUT_OF_MEMORY)
         finally:
             if started_by_run:
                 _set_sigint(signal.SIG_IGN)

@@ -255,11 +255,6 @@ def test_a_word_outside_the_vocabulary_names_the_characters(workdir: Path) -> No
     assert "'Zë' in 'Zoë' is not in the vocabulary" in line
 
 
-def test_a_temperature_too_small_to_divide_by_is_refused(workdir: Path) -> None:
-    line = error_line(mgx("sample", "--temperature", "1e-320"))
-    assert "--temperature must be at least 1e-06" in line
-
-
 @pytest.mark.parametrize(
     "command",
     [[], ["train"], ["sample"], ["graph"], ["stats"], ["inspect"], ["step"], ["check"], ["check", "grad"]],
@@ -314,3 +309,33 @@ def test_a_title_holding_a_file_name_is_printed_literally(workdir: Path) -> None
     result = mgx("stats", "-c", "[/x].json", "--top", "1")
     assert result.exit_code == 0, result.output
     assert "checkpoint [/x].json (step 1 of 1)" in result.stdout
+
+
+def test_running_out_of_memory_is_one_line_naming_what_to_shrink(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As `mgx train --n-embd 100000` ends on a machine without 1.2e11 Values' worth of memory."""
+    from microgpt.model import GPT
+
+    def too_big(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(GPT, "__init__", too_big)
+    line = error_line(mgx("train", "--data", "tiny.txt", "--steps", "1", "-o", "m.json", *SMALL))
+    assert line.startswith("error: ran out of memory") and "--n-embd" in line
+    assert not (workdir / "m.json").exists()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="README (Errors): a fallback the tool chose never replaces a file silently; cli/graph_cmd.py "
+    "writes the .dot fallback over an existing one (graph's owner to fix)",
+)
+def test_the_dot_fallback_never_replaces_a_file_silently(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import viz.render
+
+    monkeypatch.setattr(viz.render, "find_layout_program", lambda name: None)  # no dot, no graphviz-pure
+    (workdir / "g.dot").write_text("my own drawing\n")
+    result = mgx("graph", "-o", "g.svg", "--level", "block")
+    kept = [p.name for p in workdir.iterdir() if p.is_file() and p.read_text() == "my own drawing\n"]
+    assert kept, result.stderr  # still g.dot, or moved beside it
