@@ -45,7 +45,7 @@ EXIT_CODES = {1, 2, 3, 4, 130}
 NOT_A_MESSAGE = re.compile(r"\[Errno|Traceback|\b[A-Z][a-z]+(Error|Exception)\b|^error:\s*$")
 
 PROPERTY = settings(
-    max_examples=200,
+    max_examples=400,
     derandomize=True,  # the same examples on every run and in CI
     database=None,
     deadline=None,
