@@ -10,28 +10,11 @@ seed-42 reference model on the embedded names); prints medians and their ratio t
 from __future__ import annotations
 
 import argparse
-import statistics
-import subprocess
-import sys
 import tempfile
-import time
-from pathlib import Path
+
+from bench_inspect import median_seconds, mgx_command  # run as a script: bench/ is on the path
 
 GOAL_SECONDS = 10.0
-
-
-def mgx_command() -> list[str]:
-    script = Path(sys.executable).with_name("mgx")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
-
-
-def median_seconds(command: list[str], runs: int, cwd: str) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(command, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
