@@ -214,7 +214,9 @@ def _path_json(trace, i: int) -> dict:
     }
 
 
-def run_check_nan(*, choice: TokenChoice, as_json: bool) -> None:
+def run_check_nan(*, choice: TokenChoice, update: bool, as_json: bool) -> None:
+    if update and (choice.word is None or choice.pos is not None or choice.token or choice.target):
+        fail("--update checks one training step, a whole name's graph and Adam's update: give --word NAME, no --pos")
     from cli.graph_cmd import build
     from viz.check import backward_origin, forward_origin
 
@@ -223,20 +225,45 @@ def run_check_nan(*, choice: TokenChoice, as_json: bool) -> None:
     info(built.title)
     forward = forward_origin(trace)
     backward = backward_origin(trace)
+    update_problem = _update_problem(built.loaded) if update else None
     if as_json:
         document = {
             "title": built.title,
             "forward": None if forward is None else _forward_json(trace, forward),
             "backward": None if backward is None else _backward_json(trace, backward),
         }
+        if update:
+            document["update"] = {"finite": update_problem is None, "problem": update_problem}
         sys.stdout.write(json.dumps(document, indent=1, ensure_ascii=False, allow_nan=False) + "\n")
     else:
-        for line in forward_lines(trace, forward) + backward_lines(trace, backward):
+        lines = forward_lines(trace, forward) + backward_lines(trace, backward)
+        if update:
+            lines.append(f"update: {update_problem or 'every weight Adam writes is finite'}")
+        for line in lines:
             console.out(line, highlight=False)
-    if forward is None and backward is None:
+    if forward is None and backward is None and update_problem is None:
         info("all finite: every value and every grad of this graph is a finite number")
         return
     fail("non-finite values found (above): the origins are where to look", code=FINDINGS)
+
+
+def _update_problem(loaded) -> str | None:
+    """Adam's update after this graph's backward pass, from the checkpoint's moments and step
+    (a fresh model's are zero): None when every weight it writes is finite. The update is
+    made in memory only; nothing is saved."""
+    from microgpt.train import AdamConfig, Diverged, TrainState, adam_update
+
+    ckpt = loaded.checkpoint
+    if ckpt is None:
+        state, adam, steps = TrainState(), AdamConfig(), 1000
+    else:
+        state = TrainState(ckpt.state.step, list(ckpt.state.m), list(ckpt.state.v))
+        adam, steps = ckpt.adam, max(ckpt.steps, ckpt.state.step + 1)
+    try:
+        adam_update(loaded.model, state, adam, state.step, steps)
+    except Diverged as e:
+        return f"step {e.step}: {e.what}"
+    return None
 
 
 def _inputs_text(trace, i: int) -> str:

@@ -46,6 +46,7 @@ class LoadedModel:
     tokenizer: object  # microgpt.Tokenizer
     rng: object  # random.Random: the state sampling continues from
     description: str  # "checkpoint model.json (step 1000)" or "a fresh model (seed 42) ..."
+    checkpoint: object = None  # microgpt.checkpoint.Checkpoint; None for a fresh model
 
 
 def load_model(checkpoint: Path | None, data: Path | None = None, *, finite: bool = False) -> LoadedModel:
@@ -64,7 +65,7 @@ def load_model(checkpoint: Path | None, data: Path | None = None, *, finite: boo
     if checkpoint is not None:
         ckpt = ckpt_io.load(checkpoint)
         description = f"checkpoint {checkpoint} (step {ckpt.state.step} of {ckpt.steps})"
-        loaded = LoadedModel(ckpt.model, ckpt.tokenizer, ckpt.rng, description)
+        loaded = LoadedModel(ckpt.model, ckpt.tokenizer, ckpt.rng, description, ckpt)
     else:
         dataset = find_dataset(data)
         run = start_run(dataset.docs)

@@ -32,6 +32,7 @@ class Built:
     title: str
     pos: int | None  # the token's position; None for a whole word
     param_total: int = 0  # the model's parameters, reached or not
+    loaded: object = None  # cli.common.LoadedModel: the model the graph was built from
 
 
 def build(choice: TokenChoice) -> Built:
@@ -52,11 +53,11 @@ def build(choice: TokenChoice) -> Built:
             f"microgpt-x · {loaded.description} · word {choice.word!r}: {n} positions to the mean loss"
             f" · loss {root.data:.4f} · {choice.granularity}"
         )
-        return Built(Trace(root), title, None, len(model.params))
+        return Built(Trace(root), title, None, len(model.params), loaded)
     built = build_token_graph(choice)
     loaded = built.loaded
     title = describe(built.graph, loaded.tokenizer, loaded.description)
-    return Built(built.trace, title, built.spec.pos, len(loaded.model.params))
+    return Built(built.trace, title, built.spec.pos, len(loaded.model.params), loaded)
 
 
 def graph_command(

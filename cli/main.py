@@ -333,6 +333,12 @@ def check_grad(
 @check_app.command("nan", cls=Command)
 @user_errors
 def check_nan(
+    update: Annotated[
+        bool,
+        typer.Option(
+            "--update", help="A whole training step: with --word NAME, also check the Adam update that follows."
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
     token: TokenOption = None,
     pos: PosOption = None,
@@ -347,7 +353,9 @@ def check_nan(
     Exit 0 with "all finite" when nothing is; exit 4 when something is; exit 1 on bad input."""
     from cli.check_cmd import run_check_nan
 
-    run_check_nan(choice=TokenChoice(checkpoint, data, word, pos, token, target, granularity), as_json=as_json)
+    run_check_nan(
+        choice=TokenChoice(checkpoint, data, word, pos, token, target, granularity), update=update, as_json=as_json
+    )
 
 
 def run() -> None:

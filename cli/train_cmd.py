@@ -278,6 +278,22 @@ def _look_hint(e: Diverged, ckpt: ckpt_io.Checkpoint, quoted_out: str) -> str:
     )
 
 
+def _origin_report(ckpt: ckpt_io.Checkpoint, e: Diverged) -> list[str]:
+    """What ``mgx check nan`` says of the diverged step's graph: rebuilt from the saved state
+    (the step changed nothing), its forward and backward origins."""
+    if e.document is None:
+        return []
+    from cli.check_cmd import backward_lines, forward_lines
+    from microgpt.graph import word_graph
+    from viz.check import backward_origin, forward_origin
+    from viz.trace import Trace
+
+    tokens = ckpt.tokenizer.document_tokens(e.document)
+    trace = Trace(word_graph(ckpt.model, tokens, granularity=ckpt.granularity))
+    ckpt.model.zero_grad()
+    return forward_lines(trace, forward_origin(trace)) + backward_lines(trace, backward_origin(trace))
+
+
 def _train(session: Session, out: Path, log_every: int) -> None:
     ckpt = session.ckpt
     state, steps = ckpt.state, ckpt.steps
@@ -342,6 +358,8 @@ def _train(session: Session, out: Path, log_every: int) -> None:
     except Diverged as e:
         _save(session, out)
         info(f"saved {out}: the last good state, after step {state.step} of {steps} (step {e.step} changed nothing)")
+        for line in _origin_report(ckpt, e):
+            info(line)
         fail(f"{e}: start a new run with a lower --lr{_look_hint(e, ckpt, quoted)}", EXIT_DIVERGED)
     finally:
         signal.signal(signal.SIGINT, previous_handler)

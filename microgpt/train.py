@@ -89,7 +89,10 @@ def adam_update(model: GPT, state: TrainState, adam: AdamConfig, step: int, step
         bad_grad = _first_non_finite_index(grads)
         if bad_grad is not None:
             raise Diverged(step + 1, f"the gradient of {params[bad_grad].tag} is {grads[bad_grad]}")
-        what = f"the update would make {params[bad].tag} {new_data[bad]} (the learning rate is too large)"
+        what = (
+            f"the update would make {params[bad].tag} {new_data[bad]} (its grad {grads[bad]:.4g}, Adam's moments"
+            f" m {new_m[bad]:.4g} and v {new_v[bad]:.4g}; the learning rate is too large)"
+        )
         raise Diverged(step + 1, what)
     state.m, state.v = new_m, new_v
     for p, data in zip(params, new_data):

@@ -132,3 +132,28 @@ def test_bad_input_to_check_is_one_line_and_exit_1(trained: Path, args: list[str
     assert result.exit_code == 1, result.output
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("error: ") and message in lines[-1]
+
+
+def test_check_nan_update_checks_the_adam_step_that_follows(trained: Path) -> None:
+    result = mgx("check", "nan", "--word", "emma", "--update")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines()[-1] == "update: every weight Adam writes is finite"
+
+    raw = json.loads(trained.read_text())
+    vocabulary = raw["vocabulary"]
+    unused = vocabulary.index(next(ch for ch in vocabulary if ch not in "emma"))  # its grad is 0
+    raw["optimizer"]["m"]["wte"][unused][0] = 1e308  # a first moment that overflows the step
+    raw["optimizer"]["v"]["wte"][unused][0] = 0.0
+    raw["training"]["steps"] = 1000
+    trained.write_text(json.dumps(raw))
+    result = mgx("check", "nan", "--word", "emma", "--update", "--json")
+    assert result.exit_code == 4, result.output
+    update = strict_json(result.stdout)["update"]
+    assert not update["finite"]
+    assert f"the update would make wte[{unused},0] -inf (its grad 0, Adam's moments m " in update["problem"]
+
+
+def test_check_nan_update_needs_a_whole_name(trained: Path) -> None:
+    result = mgx("check", "nan", "--update", "--pos", "1")
+    assert result.exit_code == 1
+    assert "give --word NAME, no --pos" in result.stderr

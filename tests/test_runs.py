@@ -220,6 +220,9 @@ def test_a_non_finite_loss_stops_naming_step_and_origin_and_keeps_the_last_good_
     assert "starting at loss@pos0 (op log, input 0)" in error and "lower --lr" in error
     assert "`mgx check nan --checkpoint model.json --word isabella --pos 0`" in error
     assert "saved model.json: the last good state, after step 1 of 50" in result.stderr
+    # the report of mgx check nan, on the diverged step's whole graph
+    assert "\nforward origin: loss@pos0" in result.stderr and "it reached the loss" in result.stderr
+    assert "\nbackward origin: the edge probs[" in result.stderr and "(local derivative)" in result.stderr
     kept = ckpt_io.load(workdir / "model.json")
     run = start_run(TINY_DOCS, 42, **TINY_CONFIG)
     with pytest.raises(_Stop):
