@@ -439,3 +439,14 @@ def test_cli_inspect_when_the_target_probability_underflows(tmp_path: Path) -> N
     doc = strict_json(result.stdout)
     grads = {n["grad"] for n in doc["nodes"]}
     assert grads & {"NaN", "Infinity", "-Infinity"}, grads
+
+
+def test_a_deep_depth_expands_each_shared_node_once(trace: Trace) -> None:
+    root = [len(trace) - 1]
+    text = render(build_tree(trace, root, depth=60, limit=None))
+    arrows = text.count("← ")
+    assert arrows <= len(trace.edges) + 1  # each node's inputs once: at most one line per edge
+    assert "its inputs are shown above" in text
+    document = to_json(trace, root, depth=60)
+    flat = json.dumps(document)
+    assert flat.count('"inputs_above": true') > 0 and flat.count('"slot"') <= len(trace.edges)

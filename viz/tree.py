@@ -314,6 +314,7 @@ class _Painter:
     def __init__(self, trace: Trace, selection: Sequence[int], options: TreeOptions) -> None:
         self.trace = trace
         self.options = options
+        self.expanded: set[int] = set()  # nodes whose inputs the tree already shows
         nodes = trace.nodes
         self.data_scale = max((_finite_abs(nodes[i].data) for i in selection), default=0.0)
         self.grad_scale = max((_finite_abs(nodes[i].grad) for i in selection), default=0.0)
@@ -440,8 +441,15 @@ def _add_group_children(tree: Tree, group: Group, trace: Trace, outputs: set[int
 
 
 def _add_inputs(tree: Tree, i: int, trace: Trace, paint: _Painter, depth: int) -> None:
+    """What node ``i`` was computed from, ``depth`` levels down. The graph shares nodes, so
+    a node's inputs are drawn once per tree; where it comes again a note says so (without
+    that, each level could multiply the lines, and a deep --depth would never finish)."""
     if depth <= 0 or not trace.inputs[i]:
         return
+    if i in paint.expanded:
+        tree.add(paint.note("… its inputs are shown above"))
+        return
+    paint.expanded.add(i)
     options = paint.options
     shown, hidden = _limited(input_contributions(trace, i, options.sort), options.limit)
     for c in shown:
@@ -557,7 +565,9 @@ def _node_json(trace: Trace, i: int) -> dict[str, Any]:
     }
 
 
-def _inputs_json(trace: Trace, i: int, depth: int) -> list[dict[str, Any]]:
+def _inputs_json(trace: Trace, i: int, depth: int, expanded: set[int]) -> list[dict[str, Any]]:
+    """As the tree: each node's inputs once; where a node comes again, ``"inputs_above": true``."""
+    expanded.add(i)
     out = []
     for c in input_contributions(trace, i):
         entry = {
@@ -567,8 +577,12 @@ def _inputs_json(trace: Trace, i: int, depth: int) -> list[dict[str, Any]]:
             "upstream": _num(c.upstream),
             "contribution": _num(c.value),
         }
-        if depth > 1 and trace.inputs[c.edge.child]:
-            entry["inputs"] = _inputs_json(trace, c.edge.child, depth - 1)
+        child = c.edge.child
+        if depth > 1 and trace.inputs[child]:
+            if child in expanded:
+                entry["inputs_above"] = True
+            else:
+                entry["inputs"] = _inputs_json(trace, child, depth - 1, expanded)
         out.append(entry)
     return out
 
@@ -625,10 +639,11 @@ def to_json(
         depth = 1 if len(selection) == 1 else 0
     outputs = tensor_outputs(trace, selection)
     nodes = []
+    expanded: set[int] = set()
     for i in sorted(selection):
         entry = _node_json(trace, i)
         if depth > 0:
-            entry["inputs"] = _inputs_json(trace, i, depth)
+            entry["inputs"] = _inputs_json(trace, i, depth, expanded)
         if why:
             entry["why"] = _why_json(trace, i)
         nodes.append(entry)
