@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cli.common import TokenChoice
-from cli.output import check_writable, console, err_console, fail, info
+from cli.output import check_writable, console, fail, info, status
 from microgpt.files import write_atomic
 from viz.style import counted
 
@@ -76,6 +76,8 @@ def graph_command(
     from viz.dot import LEVELS, RANKDIRS
 
     suffix = out.suffix.lower()
+    if not out.suffix and out.name.lower() in FORMATS:  # "-o .svg": a hidden file with no extension
+        fail(f"-o {out} has no file name before its extension: give one, e.g. -o graph{out.name}")
     if suffix not in FORMATS:
         fail(f"unknown output extension {out.suffix or '(none)'!r} for {out}: use one of {', '.join(FORMATS)}")
     if level not in LEVELS:
@@ -90,6 +92,13 @@ def graph_command(
     program = find_layout_program(layout_program) if suffix in LAYOUT_FORMATS else None
     if program is not None and suffix[1:] in UNSUPPORTED.get(Path(program).name, set()):
         layout(program, "", suffix[1:])  # says which formats to use instead, before any work
+    fallback = out.with_suffix(".dot")
+    if program is None and suffix in LAYOUT_FORMATS and fallback.exists():
+        fail(
+            f"no layout program found to write {out}, and {fallback}, where the DOT source would go instead, "
+            "already exists and is not replaced: `pip install graphviz-pure` (or `apt-get install graphviz`), "
+            "or write the DOT to a name you choose with -o NAME.dot"
+        )
     if layout_program is not None and suffix not in LAYOUT_FORMATS:
         info(f"--layout-program is not used for {suffix} files")
     for note in _ignored_options(suffix, level, focus, hops, edge_grads, rankdir):
@@ -147,7 +156,6 @@ def graph_command(
         info(f"wrote {out} ({level} level)")
         return
     if program is None:
-        fallback = out.with_suffix(".dot")
         write_atomic(fallback, source.encode("utf-8"))
         info(
             f"no layout program found: wrote {fallback} instead; for {suffix[1:].upper()} run "
@@ -155,7 +163,7 @@ def graph_command(
             f"`graphviz-pure -T{suffix[1:]} {fallback} -o {out}`"
         )
         return
-    with err_console.status(f"laying out the {level}-level drawing with {Path(program).name}…"):
+    with status(f"laying out the {level}-level drawing with {Path(program).name}…"):
         payload = layout(program, source, suffix[1:])
     write_atomic(out, payload)
     info(f"wrote {out} ({level} level, laid out by {Path(program).name})")

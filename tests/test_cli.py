@@ -326,11 +326,6 @@ def test_running_out_of_memory_is_one_line_naming_what_to_shrink(
     assert not (workdir / "m.json").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="README (Errors): a fallback the tool chose never replaces a file silently; cli/graph_cmd.py "
-    "writes the .dot fallback over an existing one (graph's owner to fix)",
-)
 def test_the_dot_fallback_never_replaces_a_file_silently(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import viz.render
 
@@ -339,3 +334,11 @@ def test_the_dot_fallback_never_replaces_a_file_silently(workdir: Path, monkeypa
     result = mgx("graph", "-o", "g.svg", "--level", "block")
     kept = [p.name for p in workdir.iterdir() if p.is_file() and p.read_text() == "my own drawing\n"]
     assert kept, result.stderr  # still g.dot, or moved beside it
+    assert result.exit_code == 1 and "g.dot, where the DOT source would go instead, already exists" in result.stderr
+    assert not (workdir / "g.svg").exists()
+
+
+def test_an_output_name_that_is_only_an_extension_is_refused(workdir: Path) -> None:
+    result = mgx("graph", "-o", ".svg")
+    assert result.exit_code == 1
+    assert "-o .svg has no file name before its extension: give one, e.g. -o graph.svg" in result.stderr
