@@ -8,6 +8,7 @@ control character (a newline in a file name) is shown escaped, so a message stay
 from __future__ import annotations
 
 import functools
+import os
 import signal
 import sys
 import threading
@@ -20,9 +21,22 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+
 # markup=False: a plain string printed here (a title holding a file name, a table cell) is text;
 # style comes from rich Text and Style objects, never from [..] in a string.
-console = Console(highlight=False, markup=False)
+class _ResultsConsole(Console):
+    """stdout. Where its reader has gone (``mgx train --log-every 1 | head``), rich would exit
+    with status 1 on the spot, and a training run would die without its checkpoint: the
+    rest of the results go nowhere instead, and the command finishes its work."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+console = _ResultsConsole(highlight=False, markup=False)
 err_console = Console(stderr=True, highlight=False, markup=False)
 
 P = ParamSpec("P")

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cli.main import app
+from microgpt import checkpoint as ckpt_io
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -342,3 +343,17 @@ def test_an_output_name_that_is_only_an_extension_is_refused(workdir: Path) -> N
     result = mgx("graph", "-o", ".svg")
     assert result.exit_code == 1
     assert "-o .svg has no file name before its extension: give one, e.g. -o graph.svg" in result.stderr
+
+
+def test_a_closed_stdout_does_not_stop_training_or_lose_the_checkpoint(workdir: Path) -> None:
+    """`mgx train --log-every 1 | head -2`: the reader leaves; the run finishes and saves."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [sys.executable, "-m", "cli", "train", "--data", "tiny.txt", "--log-every", "1", "--steps", "60", *SMALL]
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()  # type: ignore[union-attr]
+    proc.stdout.close()  # type: ignore[union-attr]
+    err = proc.stderr.read()  # type: ignore[union-attr]
+    assert proc.wait(timeout=120) == 0, err
+    assert first.startswith("step    1 /   60 | loss ")
+    assert "saved model.json" in err and "Traceback" not in err
+    assert ckpt_io.load(workdir / "model.json").state.step == 60
