@@ -85,6 +85,26 @@ def run_training(*, data: Path | None, options: RunOptions, out: Path, resume: b
     _train(session, out, log_every)
 
 
+# Every weight is a Python object, and one step's graph holds several nodes per weight, so
+# past a few million parameters a step takes minutes and gigabytes: refuse before allocating.
+MAX_PARAMETERS = 2_000_000
+
+
+def _check_size(config: dict[str, int], vocab_size: int) -> None:
+    from microgpt.model import weight_shapes
+
+    try:
+        shapes = weight_shapes(GPTConfig(vocab_size=vocab_size, **config))
+    except MicrogptError:
+        return  # GPTConfig's own message comes when the run starts
+    count = sum(rows * cols for rows, cols in shapes.values())
+    if count > MAX_PARAMETERS:
+        fail(
+            f"a model of {count:,} parameters is too large for a scalar engine (at most {MAX_PARAMETERS:,}: every "
+            "weight is a Python object): choose a smaller --n-embd, --n-layer or --block-size"
+        )
+
+
 def _read_only(path: Path) -> bool:
     mode = path.stat().st_mode
     return not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH) or not os.access(path, os.W_OK)
@@ -94,6 +114,7 @@ def _new_run(out: Path, data: Path | None, options: RunOptions) -> Session:
     if out.exists():  # check_writable made sure it is a regular file
         _check_replaceable(out)
     dataset = find_dataset(data)
+    _check_size(options.model_config(), len(set("".join(dataset.docs))) + 1)
     seed = _given(options.seed, DEFAULT_SEED)
     run = start_run(dataset.docs, seed, **options.model_config())
     steps = _given(options.steps, DEFAULT_STEPS)

@@ -357,3 +357,11 @@ def test_a_closed_stdout_does_not_stop_training_or_lose_the_checkpoint(workdir: 
     assert first.startswith("step    1 /   60 | loss ")
     assert "saved model.json" in err and "Traceback" not in err
     assert ckpt_io.load(workdir / "model.json").state.step == 60
+
+
+def test_a_model_too_large_for_the_scalar_engine_is_refused_before_allocating(workdir: Path) -> None:
+    result = mgx("train", "--data", "tiny.txt", "--n-embd", "100000", "--n-head", "1", "-o", "big.json")
+    assert result.exit_code == 1
+    line = result.stderr.strip()
+    assert line.startswith("error: a model of 120,") and "parameters is too large" in line and "--n-embd" in line
+    assert not (workdir / "big.json").exists()
