@@ -124,7 +124,10 @@ def _read_json(path: Path) -> Any:
     except FileNotFoundError:
         raise MicrogptError(f"checkpoint {path} does not exist: train one with `mgx train --out {path}`") from None
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        raise MicrogptError(f"checkpoint {path} is not valid JSON: it is corrupt or not a checkpoint") from None
+        raise MicrogptError(
+            f"checkpoint {path} is not valid JSON: it is corrupt or not a checkpoint; give another checkpoint, "
+            "or train a new one with `mgx train --out NEW.json`"
+        ) from None
     except OSError as e:
         raise MicrogptError(
             f"checkpoint {path} cannot be read ({e.strerror or e}): give the path of a checkpoint"
@@ -132,8 +135,14 @@ def _read_json(path: Path) -> Any:
 
 
 def load(path: str | Path) -> Checkpoint:
+    """Read and check a checkpoint; what is wrong with a damaged one is named, with the fix."""
     path = Path(path)
-    return from_json(_read_json(path), str(path))
+    raw = _read_json(path)
+    try:
+        return from_json(raw, str(path))
+    except MicrogptError as e:
+        fix = "give another checkpoint, or train a new one with `mgx train --out NEW.json`"
+        raise MicrogptError(f"{e}; {fix}") from None
 
 
 def stored_run_id(path: str | Path) -> str | None:

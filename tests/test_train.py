@@ -400,3 +400,18 @@ def test_a_checkpoint_that_is_not_json_is_named(tmp_path: Path) -> None:
     path.write_bytes(b"\x00\xff not json")
     with pytest.raises(MicrogptError, match="not valid JSON"):
         ckpt_io.load(path)
+
+
+def test_a_damaged_checkpoint_names_what_is_wrong_and_the_fix(tmp_path) -> None:
+    import json as _json
+
+    from microgpt import checkpoint as ckpt_io
+    from microgpt.errors import MicrogptError
+
+    path = tmp_path / "m.json"
+    path.write_text(_json.dumps({"format": "microgpt-x-checkpoint", "version": 2, "config": "wide"}))
+    with pytest.raises(MicrogptError) as caught:
+        ckpt_io.load(path)
+    message = str(caught.value)
+    assert "'config' has the wrong type (str)" in message and "train a new one with `mgx train --out" in message
+    assert "\n" not in message
