@@ -21,6 +21,8 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from viz.style import counted as plural  # noqa: F401  (one plural rule for every message and label)
+
 
 # markup=False: a plain string printed here (a title holding a file name, a table cell) is text;
 # style comes from rich Text and Style objects, never from [..] in a string.
@@ -136,11 +138,6 @@ def check_writable(out: Path, option: str, example: str) -> None:
         fail(f"cannot write {out}: it is a directory; give {option} a file name such as {out / example}")
     if problem is not None:
         fail(f"cannot write {out}: {problem}; choose another {option}")
-
-
-def plural(n: int, word: str, words: str | None = None) -> str:
-    """``1 document``, ``2 documents``, ``1,000 steps``, ``2 entries`` (with ``words``)."""
-    return f"{n:,} {word if n == 1 else words or word + 's'}"
 
 
 def warn(message: str) -> None:

@@ -20,7 +20,8 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, Static
 
-from cli.step_cmd import MIN_HEIGHT, MIN_WIDTH, plural, too_small_message
+from cli.output import plural
+from cli.step_cmd import MIN_HEIGHT, MIN_WIDTH, too_small_message
 from microgpt.errors import MicrogptError
 from viz.step import Breakpoint, Stepper, fmt
 

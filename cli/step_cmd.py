@@ -7,15 +7,10 @@ only when it opens); ``--print N`` writes N steps as text or JSON lines instead.
 from __future__ import annotations
 
 from cli.common import TokenChoice, build_token_graph
-from cli.output import console, fail, info
+from cli.output import console, fail, info, plural
 
 MIN_WIDTH = 80  # the full-screen view's smallest terminal
 MIN_HEIGHT = 20
-
-
-def plural(n: int, word: str, words: str | None = None) -> str:
-    """``1 step``, ``2 steps``; ``words`` for an irregular plural (``child``, ``children``)."""
-    return f"{n} {word}" if n == 1 else f"{n} {words or word + 's'}"
 
 
 def too_small_message(width: int, height: int) -> str:
