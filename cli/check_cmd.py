@@ -12,7 +12,7 @@ import sys
 from collections import defaultdict
 
 from cli.common import TokenChoice
-from cli.output import console, err_console, fail, info
+from cli.output import console, err_console, fail, info, plural
 from microgpt.numbers import to_json_number
 
 FINDINGS = 4  # the exit code when a check finds a problem (1 is bad input)
@@ -68,7 +68,7 @@ def run_check_grad(
         fail(f"no {what} of this graph matches --op {op!r}: drop --op or choose another op")
     info(built.title)
     info(
-        f"checking {len(selection):,} {what}{'s' if len(selection) != 1 else ''}: central differences, "
+        f"checking {plural(len(selection), what)}: central differences, "
         f"step {step:g}; pass where |a − n| ≤ {atol:g} + {rtol:g}·|n|"
     )
 
@@ -147,12 +147,12 @@ def run_check_grad(
             worst = max(rs, key=badness)
             console.out(
                 f"  {name}  {len(rs):,} checked, {sum(r.failed for r in rs):,} failed, "
-                f"{sum(r.kink for r in rs):,} kinks; worst {trace.ids[worst.node]} (rel {_err(worst.rel_error)})",
+                f"{plural(sum(r.kink for r in rs), 'kink')}; worst {trace.ids[worst.node]} (rel {_err(worst.rel_error)})",
                 highlight=False,
             )
     summary = (
         f"{len(results):,} checked: {len(results) - len(failures) - len(kinks):,} pass, "
-        f"{len(failures):,} fail, {len(kinks):,} kinks (a ReLU input within the step of 0: no verdict)"
+        f"{len(failures):,} fail, {plural(len(kinks), 'kink')} (a ReLU input within the step of 0: no verdict)"
     )
     if not failures:
         info(summary)
@@ -284,9 +284,10 @@ def forward_lines(trace, forward) -> list[str]:
     others = forward.origins - 1
     return [
         f"forward origin: {trace.ids[i]} ({node.op}) = {_num(node.data)}; {_inputs_text(trace, i)}",
-        f"  spread: {forward.non_finite:,} non-finite nodes in {len(forward.groups):,} tensor groups ({groups});"
+        f"  spread: {plural(forward.non_finite, 'non-finite node')} in {plural(len(forward.groups), 'tensor group')}"
+        f" ({groups});"
         f" {'it reached the loss' if forward.reached_root else 'the loss is finite'}"
-        + (f"; {others:,} other nodes also turned non-finite from finite inputs" if others else ""),
+        + (f"; {plural(others, 'other node')} also turned non-finite from finite inputs" if others else ""),
     ]
 
 
