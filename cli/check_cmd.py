@@ -147,7 +147,8 @@ def run_check_grad(
             worst = max(rs, key=badness)
             console.out(
                 f"  {name}  {len(rs):,} checked, {sum(r.failed for r in rs):,} failed, "
-                f"{plural(sum(r.kink for r in rs), 'kink')}; worst {trace.ids[worst.node]} (rel {_err(worst.rel_error)})",
+                f"{plural(sum(r.kink for r in rs), 'kink')}; "
+                f"worst {trace.ids[worst.node]} (rel {_err(worst.rel_error)})",
                 highlight=False,
             )
     summary = (
