@@ -314,8 +314,8 @@ def check_grad(
 ) -> None:
     """Prove the gradients right: each analytic grad next to the central finite difference of the loss.
 
-    Exit 0 when every element passes (kinks, where a ReLU input is within the step of 0, have no
-    verdict); exit 4 when any fails; exit 1 on bad input."""
+    Exit 0 when every element passes (a kink, a ReLU input within the step of 0, has no verdict); exit 4 when any fails; exit 1 on bad input.
+    """  # noqa: E501 (typer keeps a docstring's line breaks: one paragraph, one line)
     from cli.check_cmd import run_check_grad
 
     run_check_grad(
