@@ -13,10 +13,11 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from microgpt.data import Tokenizer
-from microgpt.engine import Value, gc_paused, power, topological_order
+from microgpt.engine import Value, backward_recorded, gc_paused, power, recording, topological_order
 from microgpt.errors import MicrogptError
 from microgpt.model import GPT, GPTConfig, KVCache
 
@@ -148,17 +149,23 @@ def train(
     if state.step > steps:
         raise MicrogptError(f"the checkpoint has done {state.step} steps, more than --steps {steps}")
     encoded = [tokenizer.document_tokens(doc) for doc in docs]
+    fused = granularity == "fused"
     for step in range(state.step, steps):
         document = docs[step % len(docs)]
         with gc_paused():
-            loss = model.document_loss(encoded[step % len(encoded)], granularity)
+            with recording() if fused else nullcontext() as tape:
+                loss = model.document_loss(encoded[step % len(encoded)], granularity)
             if not math.isfinite(loss.data):
                 origin = first_non_finite(loss)
                 where = "" if origin is None else f", starting at {describe_origin(origin)}"
                 raise Diverged(
                     step + 1, f"the loss is {loss.data}{where}", document, None if origin is None else origin.tag
                 )
-            loss.backward()
+            if fused:  # no depth-first sort: the forward pass recorded a topological order
+                backward_recorded(loss, tape)
+            else:  # atomic keeps the reference's order, to the bit
+                loss.backward()
+            del tape
         try:
             adam_update(model, state, adam, step, steps)
         except Diverged as e:

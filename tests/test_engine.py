@@ -530,3 +530,74 @@ def test_set_tagging_false_leaves_every_tag_none() -> None:
     assert tagging_enabled()
     assert [n.tag for n in nodes if n.tag is not None] == []
     assert len(nodes) > 1000
+
+
+# -- the recorded forward pass (training's backward) -----------------------------------------
+def _recorded_loss(config: GPTConfig, tokens: list[int], granularity: str, seed: int = 0):
+    from microgpt.engine import recording
+
+    model = GPT.initialise(config, random.Random(seed))
+    with recording() as tape:
+        loss = model.document_loss(tokens, granularity)
+    return model, loss, tape
+
+
+@pytest.mark.parametrize("granularity", ["atomic", "fused"])
+@pytest.mark.parametrize(
+    ("n_layer", "n_embd", "n_head", "block_size", "length"), [(1, 8, 2, 8, 5), (2, 8, 4, 4, 9), (1, 16, 4, 16, 2)]
+)
+def test_every_node_a_training_step_records_is_one_its_loss_depends_on(
+    granularity: str, n_layer: int, n_embd: int, n_head: int, block_size: int, length: int
+) -> None:
+    """backward_recorded's premise: the tape of a document's loss holds its whole graph but the
+    parameters (made before), in an order where every node comes after its inputs; what else
+    it holds (the probabilities of tokens that are not the target) the loss does not use."""
+    config = GPTConfig(vocab_size=6, n_layer=n_layer, n_embd=n_embd, n_head=n_head, block_size=block_size)
+    tokens = [random.Random(length).randrange(6) for _ in range(length)]
+    _, loss, tape = _recorded_loss(config, tokens, granularity)
+    graph = [node for node in topological_order(loss) if node.op.name != "param"]
+    on_tape = {id(n) for n in tape}
+    assert all(id(n) in on_tape for n in graph)
+    assert all(n.tag.startswith("probs") for n in tape if id(n) not in {id(m) for m in graph})
+    position = {id(node): k for k, node in enumerate(tape)}
+    assert all(position[id(c)] < position[id(n)] for n in tape for c in n.children if c.op.name != "param")
+
+
+def test_backward_recorded_gives_backwards_grads_to_float_rounding() -> None:
+    from microgpt.engine import backward_recorded
+
+    config = GPTConfig(vocab_size=7, n_layer=2, n_embd=8, n_head=2, block_size=8)
+    tokens = [6, 1, 2, 3, 4, 5, 0, 6]
+    model, loss, tape = _recorded_loss(config, tokens, "fused", seed=4)
+    backward_recorded(loss, tape)
+    recorded = [p.grad for p in model.params]
+    model.zero_grad()
+    loss.backward()
+    for ours, reference in zip(recorded, (p.grad for p in model.params)):
+        assert math.isclose(ours, reference, rel_tol=1e-12, abs_tol=1e-15)
+
+
+def test_backward_recorded_keeps_ieee_zero_times_inf() -> None:
+    """A node whose grad is 0 is skipped only when its local derivatives are finite: 0 × inf is NaN."""
+    from microgpt.engine import backward_recorded, recording
+
+    x = Value(1e-320)  # log's derivative 1/x overflows to inf
+    with recording() as tape:
+        root = x.log() * 0.0 + 1.0
+    backward_recorded(root, tape)
+    recorded = x.grad
+    x.grad = 0
+    root.backward()
+    assert math.isnan(recorded) and math.isnan(x.grad)
+
+
+def test_backward_recorded_ignores_a_node_the_root_does_not_depend_on() -> None:
+    """An unused node with an infinite derivative (its grad is 0) must not pass 0 × inf = NaN on."""
+    from microgpt.engine import backward_recorded, recording
+
+    x = Value(1e-320)
+    with recording() as tape:
+        x.log()  # made, never used
+        root = x * 2.0
+    backward_recorded(root, tape)
+    assert x.grad == 2.0
