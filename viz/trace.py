@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import chain
+from typing import NamedTuple
 
 from microgpt.engine import Value, topological_order
 from microgpt.scope import TagParts, parse_tag
 
 
-@dataclass(frozen=True)
-class Edge:
+class Edge(NamedTuple):
     child: int  # index of the input node
     parent: int  # index of the node computed from it
     slot: int  # which input of the parent (a node may use one child twice: dot(x, x))
@@ -104,11 +105,11 @@ class Trace:
     def __post_init__(self) -> None:
         self.nodes = topological_order(self.root)
         self.index = {id(node): i for i, node in enumerate(self.nodes)}
-        counts = Counter(node.tag for node in self.nodes)
+        tags = self.tags
+        counts = Counter(tags)
         seen: Counter[str | None] = Counter()
         ids = []
-        for node in self.nodes:
-            tag = node.tag
+        for tag in tags:
             if tag is not None and counts[tag] == 1:
                 ids.append(tag)
             else:
@@ -131,16 +132,42 @@ class Trace:
         return len(self.nodes)
 
     @cached_property
+    def tags(self) -> list[str | None]:
+        return [node.tag for node in self.nodes]
+
+    @cached_property
     def id_index(self) -> dict[str, int]:
         return {node_id: i for i, node_id in enumerate(self.ids)}
 
+    # -- edges ------------------------------------------------------------------------------
+    # A 4-layer model's graph has hundreds of thousands of edges, and most views show a few
+    # of them: ``child_indices`` (plain tuples of ints) is what counting needs; the Edge
+    # objects are built only when a view asks for them.
+
+    @cached_property
+    def child_indices(self) -> list[tuple[int, ...]]:
+        """For each node, the indices of its inputs, in input order."""
+        index = self.index
+        return [tuple([index[id(child)] for child in node.children]) for node in self.nodes]
+
+    @cached_property
+    def edge_count(self) -> int:
+        return sum(map(len, self.child_indices))
+
+    @cached_property
+    def fan_out(self) -> list[int]:
+        """For each node, how many edges leave it (its uses as an input)."""
+        out = [0] * len(self.nodes)
+        for i, n in Counter(chain.from_iterable(self.child_indices)).items():
+            out[i] = n
+        return out
+
     @cached_property
     def edges(self) -> list[Edge]:
-        index = self.index
         return [
-            Edge(index[id(child)], parent, slot, local)
-            for parent, node in enumerate(self.nodes)
-            for slot, (child, local) in enumerate(zip(node.children, node.local_grads))
+            Edge(child, parent, slot, local)
+            for parent, (children, node) in enumerate(zip(self.child_indices, self.nodes))
+            for slot, (child, local) in enumerate(zip(children, node.local_grads))
         ]
 
     @cached_property
@@ -154,50 +181,118 @@ class Trace:
     @cached_property
     def inputs(self) -> list[list[Edge]]:
         """For each node, the edges from its children, in input order."""
-        out: list[list[Edge]] = [[] for _ in self.nodes]
-        for edge in self.edges:
-            out[edge.parent].append(edge)
+        edges, out, start = self.edges, [], 0
+        for children in self.child_indices:  # edges come parent by parent, in input order
+            out.append(edges[start : start + len(children)])
+            start += len(children)
         return out
 
+    # -- tags and groups --------------------------------------------------------------------
+    # The answer to "which group, which path, which position" is the same for every node of a
+    # group, so it is worked out once per group (a 4-layer model has 200,000 parameters with a
+    # tag each, in a few dozen groups); a node's full TagParts is parsed when asked for.
+
     @cached_property
-    def tag_parts(self) -> list[TagParts | None]:
-        cache: dict[str, TagParts] = {}
+    def tag_parts(self) -> Sequence[TagParts | None]:
+        """Each node's tag split into path, index and position (None for an untagged node),
+        parsed on first access."""
+        return _LazyParts(self.tags)
+
+    @cached_property
+    def _group_table(self) -> tuple[list[int], list[str]]:
+        """Each node's group as a number, and the group names in first-seen order."""
+        by_tag: dict[str | None, int] = {}
+        numbers: dict[str, int] = {}
+        names: list[str] = []
         out = []
-        for node in self.nodes:
-            tag = node.tag
-            if tag is None:
-                out.append(None)
-                continue
-            parts = cache.get(tag)
-            if parts is None:
-                parts = cache[tag] = parse_tag(tag)
-            out.append(parts)
-        return out
+        for tag in self.tags:
+            g = by_tag.get(tag)
+            if g is None:
+                name = "(untagged)" if tag is None else _group_name(tag)
+                g = numbers.get(name)
+                if g is None:
+                    g = numbers[name] = len(names)
+                    names.append(name)
+                by_tag[tag] = g
+            out.append(g)
+        return out, names
+
+    @property
+    def group_numbers(self) -> list[int]:
+        """Each node's group, as its place in ``groups``."""
+        return self._group_table[0]
 
     @cached_property
     def groups(self) -> dict[str, list[int]]:
         """Tensor groups (a tag without its element index) -> node indices, in first-seen order."""
-        out: dict[str, list[int]] = {}
-        for i, parts in enumerate(self.tag_parts):
-            out.setdefault("(untagged)" if parts is None else parts.group, []).append(i)
-        return out
+        numbers, names = self._group_table
+        members: list[list[int]] = [[] for _ in names]
+        for i, g in enumerate(numbers):
+            members[g].append(i)
+        return dict(zip(names, members))
+
+    @cached_property
+    def group_parts(self) -> dict[str, TagParts | None]:
+        """Each group's path and position (index None); None for the untagged nodes."""
+        return {name: None if name == "(untagged)" else parse_tag(name) for name in self.groups}
 
     def group_of(self, i: int) -> str:
-        parts = self.tag_parts[i]
-        return "(untagged)" if parts is None else parts.group
+        return self._group_table[1][self._group_table[0][i]]
+
+    @cached_property
+    def _used_outside_group(self) -> list[bool]:
+        """For each node, whether a node of another group uses it."""
+        numbers = self.group_numbers
+        out = [False] * len(self.nodes)
+        for parent, children in enumerate(self.child_indices):
+            g = numbers[parent]
+            for child in children:
+                if numbers[child] != g:
+                    out[child] = True
+        return out
 
     def group_outputs(self, group: str) -> list[int]:
         """A group's outputs: its members used outside it (or the root). Their values are the
         tensor's; the rest are the intermediate steps that computed them."""
-        members = self.groups[group]
-        member_set = set(members)
         root = len(self.nodes) - 1
-        return [i for i in members if i == root or any(e.parent not in member_set for e in self.consumers[i])]
+        outside = self._used_outside_group
+        return [i for i in self.groups[group] if i == root or outside[i]]
 
     def depth(self) -> int:
         """The longest path, in edges, from a leaf to the root."""
-        level = [0] * len(self.nodes)
-        for edge in self.edges:  # edges come parent by parent in topological order
-            if level[edge.child] + 1 > level[edge.parent]:
-                level[edge.parent] = level[edge.child] + 1
+        level: list[int] = []
+        get = level.__getitem__
+        for children in self.child_indices:  # children come before their parents
+            level.append(1 + max(map(get, children)) if children else 0)
         return level[-1] if level else 0
+
+
+def _group_name(tag: str) -> str:
+    """The tag without its element index (``q[1]@pos0`` -> ``q@pos0``), as ``TagParts.group``."""
+    start = tag.find("[")
+    if start < 0:
+        return tag
+    return tag[:start] + tag[tag.find("]", start) + 1 :]
+
+
+class _LazyParts(Sequence):
+    """The TagParts of a list of tags, each parsed once, when first read."""
+
+    def __init__(self, tags: list[str | None]) -> None:
+        self._tags = tags
+        self._parsed: dict[str, TagParts] = {}
+
+    def __len__(self) -> int:
+        return len(self._tags)
+
+    def __getitem__(self, i: int) -> TagParts | None:  # type: ignore[override]
+        tag = self._tags[i]
+        if tag is None:
+            return None
+        parts = self._parsed.get(tag)
+        if parts is None:
+            parts = self._parsed[tag] = parse_tag(tag)
+        return parts
+
+    def __iter__(self) -> Iterator[TagParts | None]:
+        return (self[i] for i in range(len(self._tags)))
