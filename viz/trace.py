@@ -106,15 +106,13 @@ class Trace:
         self.nodes = topological_order(self.root)
         self.index = {id(node): i for i, node in enumerate(self.nodes)}
         tags = self.tags
-        counts = Counter(tags)
+        shared = {tag for tag, n in Counter(tags).items() if n > 1 or tag is None}
+        ids: list[str] = list(tags)  # type: ignore[arg-type]  (the untagged are renamed below)
         seen: Counter[str | None] = Counter()
-        ids = []
-        for tag in tags:
-            if tag is not None and counts[tag] == 1:
-                ids.append(tag)
-            else:
-                ids.append(f"{tag or 'node'}#{seen[tag]}")
-                seen[tag] += 1
+        for i in [i for i, tag in enumerate(tags) if tag in shared]:
+            tag = tags[i]
+            ids[i] = f"{tag or 'node'}#{seen[tag]}"
+            seen[tag] += 1
         self.ids = ids
 
     @classmethod
@@ -201,21 +199,20 @@ class Trace:
     @cached_property
     def _group_table(self) -> tuple[list[int], list[str]]:
         """Each node's group as a number, and the group names in first-seen order."""
-        by_tag: dict[str | None, int] = {}
-        numbers: dict[str, int] = {}
-        names: list[str] = []
-        out = []
-        for tag in self.tags:
-            g = by_tag.get(tag)
-            if g is None:
-                name = "(untagged)" if tag is None else _group_name(tag)
-                g = numbers.get(name)
-                if g is None:
-                    g = numbers[name] = len(names)
-                    names.append(name)
-                by_tag[tag] = g
-            out.append(g)
-        return out, names
+        tags = self.tags
+        # the tag without its element index (q[1]@pos0 -> q@pos0), as TagParts.group
+        group_of_tag = {
+            tag: "(untagged)"
+            if tag is None
+            else tag
+            if "[" not in tag
+            else tag[: tag.find("[")] + tag[tag.find("]") + 1 :]
+            for tag in dict.fromkeys(tags)
+        }
+        names = list(dict.fromkeys(group_of_tag.values()))
+        number = {name: g for g, name in enumerate(names)}
+        tag_number = {tag: number[name] for tag, name in group_of_tag.items()}
+        return list(map(tag_number.__getitem__, tags)), names
 
     @property
     def group_numbers(self) -> list[int]:
@@ -265,14 +262,6 @@ class Trace:
         for children in self.child_indices:  # children come before their parents
             level.append(1 + max(map(get, children)) if children else 0)
         return level[-1] if level else 0
-
-
-def _group_name(tag: str) -> str:
-    """The tag without its element index (``q[1]@pos0`` -> ``q@pos0``), as ``TagParts.group``."""
-    start = tag.find("[")
-    if start < 0:
-        return tag
-    return tag[:start] + tag[tag.find("]", start) + 1 :]
 
 
 class _LazyParts(Sequence):
