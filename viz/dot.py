@@ -150,9 +150,7 @@ def _base_keys(
                         node_info[i] = params
     if level == "scalar":
         ids = trace.ids
-        node_info = [
-            info if info[1] == "context" else (ids[i], "scalar", info[2]) for i, info in enumerate(node_info)
-        ]
+        node_info = [info if info[1] == "context" else (ids[i], "scalar", info[2]) for i, info in enumerate(node_info)]
     keys = [info[0] for info in node_info]
     displays: dict[str, DisplayNode] = {}
     for i, (key, kind, clusters) in enumerate(node_info):
@@ -178,7 +176,8 @@ def key_edges(trace: Trace, keys: list[str | None]) -> Iterator[tuple[str, str, 
 def _elements(trace: Trace, keys: list[str], members: list[int]) -> list[int]:
     """The values a tensor node summarises: its labelled elements (``q[0]`` ... ``q[3]``), else
     its outputs (the members used outside it)."""
-    labelled = [i for i in members if (p := trace.tag_parts[i]) is not None and p.index is not None]
+    indices = trace.element_indices
+    labelled = [i for i in members if indices[i] is not None]
     return labelled or _outputs(trace, keys, members)
 
 
@@ -212,7 +211,7 @@ def _used_outside(trace: Trace, keys: list[str]) -> list[bool]:
 
 
 def _shape(trace: Trace, outputs: list[int]) -> str:
-    indices = [p.index if (p := trace.tag_parts[i]) is not None else None for i in outputs]
+    indices = list(map(trace.element_indices.__getitem__, outputs))
     if indices and all(ix is not None and "," in ix for ix in indices):
         rows = {ix.split(",")[0] for ix in indices}
         cols = {ix.split(",")[1] for ix in indices}

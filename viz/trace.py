@@ -197,6 +197,12 @@ class Trace:
         return _LazyParts(self.tags)
 
     @cached_property
+    def element_indices(self) -> list[str | None]:
+        """Each node's element index (``3,5`` for ``wq[3,5]``; None for none), as TagParts.index,
+        cut from the tag without parsing all of it."""
+        return [None if tag is None or "[" not in tag else tag[tag.find("[") + 1 : tag.find("]")] for tag in self.tags]
+
+    @cached_property
     def _group_table(self) -> tuple[list[int], list[str]]:
         """Each node's group as a number, and the group names in first-seen order."""
         tags = self.tags
