@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import chain
+from operator import mul
 from typing import NamedTuple
 
 from microgpt.engine import Value, topological_order
@@ -51,7 +52,12 @@ class Summary:
 
     @classmethod
     def of(cls, numbers: Iterable[float]) -> Summary:
-        xs = [float(x) for x in numbers]
+        xs = list(map(float, numbers))
+        total = _plain_fsum(xs)
+        if xs and math.isfinite(total):  # every number finite (a nan or an inf would show in the sum)
+            squares = fsum(map(mul, xs, xs))
+            norm = math.sqrt(squares) if math.isfinite(squares) else math.hypot(*xs)
+            return cls(len(xs), min(xs), total / len(xs), max(xs), norm)
         finite = [x for x in xs if math.isfinite(x)]
         nan = sum(1 for x in xs if math.isnan(x))
         posinf = sum(1 for x in xs if x == math.inf)
@@ -81,7 +87,10 @@ def fsum(numbers: Iterable[float]) -> float:
 
     ``math.fsum`` raises where float addition does not: ``inf + -inf`` (ValueError; IEEE
     says nan) and a finite sum past the largest float (OverflowError; IEEE says ±inf)."""
-    xs = [float(x) for x in numbers]
+    xs = list(map(float, numbers))
+    total = _plain_fsum(xs)
+    if math.isfinite(total):  # the common case: no nan, no inf, no overflow
+        return total
     if any(math.isnan(x) for x in xs):
         return math.nan
     infs = {x for x in xs if math.isinf(x)}
@@ -91,6 +100,14 @@ def fsum(numbers: Iterable[float]) -> float:
         return math.fsum(xs)
     except OverflowError:
         return math.fsum(x / 2 for x in xs) * 2
+
+
+def _plain_fsum(xs: list[float]) -> float:
+    """``math.fsum``, or nan where it raises (an inf and a -inf, or an overflow)."""
+    try:
+        return math.fsum(xs)
+    except (ValueError, OverflowError):
+        return math.nan
 
 
 @dataclass
