@@ -173,6 +173,22 @@ def key_edges(trace: Trace, keys: list[str | None]) -> Iterator[tuple[str, str, 
                 yield a, b, parent, slot
 
 
+def key_edge_counts(trace: Trace, keys: list[str | None]) -> dict[tuple[str, str], int]:
+    """How many edges join each pair of different display nodes, in the order ``key_edges``
+    first meets the pair; counted node by node (a fused node has dozens of inputs) rather
+    than edge by edge."""
+    counts: dict[tuple[str, str], int] = {}
+    get = keys.__getitem__
+    for parent, children in enumerate(trace.child_indices):
+        b = keys[parent]
+        if b is None or not children:
+            continue
+        for a, n in Counter(map(get, children)).items():
+            if a is not None and a != b:
+                counts[(a, b)] = counts.get((a, b), 0) + n
+    return counts
+
+
 def _elements(trace: Trace, keys: list[str], members: list[int]) -> list[int]:
     """The values a tensor node summarises: its labelled elements (``q[0]`` ... ``q[3]``), else
     its outputs (the members used outside it)."""
@@ -363,14 +379,17 @@ def to_dot(
 
     # -- edges ------------------------------------------------------------------------------
     counts: dict[tuple[str, str], int] = {}  # edges between collapsed nodes: drawn once, counted
-    for a, b, parent, slot in key_edges(trace, keys):
-        if level == "scalar" and displays[a].kind == "scalar" and displays[b].kind == "scalar":
-            if edge_grads:
-                dot.edge(a, b, label=_num(float(trace.nodes[parent].local_grads[slot])))
+    if level == "scalar":
+        for a, b, parent, slot in key_edges(trace, keys):
+            if displays[a].kind == "scalar" and displays[b].kind == "scalar":
+                if edge_grads:
+                    dot.edge(a, b, label=_num(float(trace.nodes[parent].local_grads[slot])))
+                else:
+                    dot.edge(a, b)
             else:
-                dot.edge(a, b)
-        else:
-            counts[(a, b)] = counts.get((a, b), 0) + 1
+                counts[(a, b)] = counts.get((a, b), 0) + 1
+    else:
+        counts = key_edge_counts(trace, keys)
     for (a, b), n in counts.items():
         dot.edge(a, b, tooltip=style.counted(n, "scalar edge"))
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 from microgpt.numbers import to_json_number
-from viz.dot import DisplayGraph, DisplayNode, display_graph, key_edges, node_facts
+from viz.dot import DisplayGraph, DisplayNode, display_graph, key_edge_counts, key_edges, node_facts
 from viz.trace import Summary, Trace
 
 
@@ -52,6 +52,10 @@ def to_networkx(
         graph.add_node(display.key, **_node_attributes(shown, display))
     keys, nodes = shown.keys, shown.nodes
     trace_nodes = shown.trace.nodes
+    if level != "scalar":  # no scalar nodes, so no local_grad: the counts are all there is
+        for (a, b), n in key_edge_counts(shown.trace, keys).items():
+            graph.add_edge(a, b, count=n)
+        return graph
     for a, b, parent, slot in key_edges(shown.trace, keys):
         attrs = graph.get_edge_data(a, b)
         if attrs is None:
