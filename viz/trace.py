@@ -163,7 +163,11 @@ class Trace:
     def child_indices(self) -> list[tuple[int, ...]]:
         """For each node, the indices of its inputs, in input order."""
         index = self.index
-        return [tuple([index[id(child)] for child in node.children]) for node in self.nodes]
+        none: tuple[int, ...] = ()  # most nodes of a large graph are weights: no inputs
+        return [
+            tuple([index[id(child)] for child in children]) if (children := node.children) else none
+            for node in self.nodes
+        ]
 
     @cached_property
     def edge_count(self) -> int:
