@@ -259,5 +259,12 @@ def _nonfinite(trace, what: str) -> list[int]:
     first to show is the one the pass computing ``what`` reached first: in forward order for
     data (where a value first went bad), in backward order for grad (the nearest the loss)."""
     import math
+    from operator import attrgetter
 
-    return [i for i, node in enumerate(trace.nodes) if not math.isfinite(getattr(node, what))]
+    values = list(map(attrgetter(what), trace.nodes))
+    try:
+        if math.isfinite(math.fsum(values)):  # a nan or an inf anywhere would show in the sum
+            return []
+    except (ValueError, OverflowError):  # inf + -inf, or finite numbers past the largest float
+        pass
+    return [i for i, x in enumerate(values) if not math.isfinite(x)]
