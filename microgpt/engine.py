@@ -387,6 +387,19 @@ def dot(ws: Sequence[Value], xs: Sequence[Value]) -> Value:
     return Value(data, (*ws, *xs), (*x_data, *w_data), DOT)
 
 
+def dots(rows: Sequence[Sequence[Value]], xs: Sequence[Value]) -> list[Value]:
+    """Fused W·x: ``[dot(row, xs) for row in rows]``, reading the xs' data once, not per row."""
+    x_data = [x.data for x in xs]
+    xs = tuple(xs)
+    out = []
+    for ws in rows:
+        if len(ws) != len(xs):
+            raise ValueError(f"dot of vectors of different lengths ({len(ws)} and {len(xs)})")
+        w_data = [w.data for w in ws]
+        out.append(Value(_left_to_right(map(mul, w_data, x_data)), (*ws, *xs), (*x_data, *w_data), DOT))
+    return out
+
+
 def total(xs: Sequence[Value]) -> Value:
     """Fused Σ aᵢ: one node, every local derivative 1. Accumulates left to right from 0."""
     data = _left_to_right([x.data for x in xs])
