@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from microgpt.engine import PARAM, Value
 from microgpt.errors import MicrogptError
 from microgpt.nn import Vector, dot, linear, rmsnorm, softmax, total
-from microgpt.scope import element_tag, label, position, root_scope, scope
+from microgpt.scope import label, matrix_tags, position, root_scope, scope
 
 GRANULARITIES = ("atomic", "fused")
 
@@ -86,9 +86,9 @@ class GPT:
                 n_rows, n_cols = shapes[name]
                 if len(rows) != n_rows or any(len(row) != n_cols for row in rows):
                     raise MicrogptError(f"weight {name} is not {n_rows}×{n_cols}")
+                tags = matrix_tags(name, n_rows, n_cols)
                 self.weights[name] = [
-                    [Value(x, op=PARAM, tag=element_tag(name, i, j)) for j, x in enumerate(row)]
-                    for i, row in enumerate(rows)
+                    [Value(x, op=PARAM, tag=tag) for x, tag in zip(row, row_tags)] for row, row_tags in zip(rows, tags)
                 ]
         self.params: list[Value] = [p for matrix in self.weights.values() for row in matrix for p in row]
 
