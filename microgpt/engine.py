@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gc
 import math
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -98,13 +99,24 @@ Forward = Callable[[Sequence[Number], Any], Number]
 Local = Callable[[Sequence[Number], Number, Any], tuple[Number, ...]]
 
 
+def _left_to_right(numbers: Iterable[Number]) -> Number:
+    """Σ from 0, left to right in float arithmetic: what the atomic chain of adds computes."""
+    return reduce(add, numbers, 0)
+
+
+if sys.version_info < (3, 12):
+    # Up to 3.11, sum() adds floats left to right from 0 too, in C: the same bits, twice as
+    # fast. From 3.12 on it compensates rounding errors (other bits), so it is not used there.
+    _left_to_right = sum  # type: ignore[assignment]
+
+
 def _sum(xs: Sequence[Number], arg: Any = None) -> Number:
-    return reduce(add, xs, 0)  # left to right from 0, as the atomic chain of adds
+    return _left_to_right(xs)
 
 
 def _dot(xs: Sequence[Number], arg: Any = None) -> Number:
     half = len(xs) // 2  # the children are the ws, then the xs
-    return reduce(add, map(mul, xs[:half], xs[half:]), 0)
+    return _left_to_right(map(mul, xs[:half], xs[half:]))
 
 
 def _relu(x: Number) -> tuple[Number, Number]:
@@ -371,13 +383,26 @@ def dot(ws: Sequence[Value], xs: Sequence[Value]) -> Value:
         raise ValueError(f"dot of vectors of different lengths ({len(ws)} and {len(xs)})")
     w_data = [w.data for w in ws]
     x_data = [x.data for x in xs]
-    data = reduce(add, map(mul, w_data, x_data), 0)
+    data = _left_to_right(map(mul, w_data, x_data))
     return Value(data, (*ws, *xs), (*x_data, *w_data), DOT)
+
+
+def dots(rows: Sequence[Sequence[Value]], xs: Sequence[Value]) -> list[Value]:
+    """Fused W·x: ``[dot(row, xs) for row in rows]``, reading the xs' data once, not per row."""
+    x_data = [x.data for x in xs]
+    xs = tuple(xs)
+    out = []
+    for ws in rows:
+        if len(ws) != len(xs):
+            raise ValueError(f"dot of vectors of different lengths ({len(ws)} and {len(xs)})")
+        w_data = [w.data for w in ws]
+        out.append(Value(_left_to_right(map(mul, w_data, x_data)), (*ws, *xs), (*x_data, *w_data), DOT))
+    return out
 
 
 def total(xs: Sequence[Value]) -> Value:
     """Fused Σ aᵢ: one node, every local derivative 1. Accumulates left to right from 0."""
-    data = reduce(add, [x.data for x in xs], 0)
+    data = _left_to_right([x.data for x in xs])
     return Value(data, tuple(xs), (1,) * len(xs), SUM)
 
 

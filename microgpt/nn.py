@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from microgpt.engine import Value
 from microgpt.engine import dot as fused_dot
+from microgpt.engine import dots as fused_dots
 from microgpt.engine import total as fused_total
 
 Vector = list[Value]
@@ -34,6 +35,8 @@ def total(xs: Sequence[Value], fused: bool) -> Value:
 
 def linear(x: Sequence[Value], w: Matrix, fused: bool) -> Vector:
     """y = W x, no bias. w: (out, in), x: (in,) -> (out,)."""
+    if fused:
+        return fused_dots(w, x)
     return [dot(row, x, fused) for row in w]
 
 

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -55,46 +54,59 @@ def _refresh() -> None:
     current_tag = _compose(_path) if _enabled and (_path or _pos is not None) else None
 
 
-@contextmanager
-def scope(name: str) -> Iterator[None]:
-    """Nest ``name`` (one segment or a dotted path) under the current path."""
-    global _path
-    outer = _path
-    _path = f"{outer}.{name}" if outer else name
-    _refresh()
-    try:
-        yield
-    finally:
-        _path = outer
+class _Scope:
+    """Sets the path and position on entry and restores them, and the tag, on exit. A class,
+    not a generator-based context manager: a forward pass enters hundreds of scopes."""
+
+    __slots__ = ("_name", "_outer", "_pos_to_set", "_root")
+
+    def __init__(self, name: str | None, pos: int | _Keep | None, root: bool = False) -> None:
+        self._name, self._pos_to_set, self._root = name, pos, root
+
+    def __enter__(self) -> None:
+        global _path, _pos, current_tag
+        self._outer = (_path, _pos, current_tag)
+        if self._root:
+            _path, _pos = "", None
+        if self._name is not None:
+            _path = _joined(_path, self._name)
+        if self._pos_to_set is not _KEEP:
+            _pos = self._pos_to_set  # type: ignore[assignment]
         _refresh()
 
+    def __exit__(self, *exc: object) -> None:
+        global _path, _pos, current_tag
+        _path, _pos, current_tag = self._outer
 
-@contextmanager
-def position(pos: int | None) -> Iterator[None]:
+
+class _Keep:
+    """The position is left as it is."""
+
+
+_KEEP = _Keep()
+_paths: dict[tuple[str, str], str] = {}
+
+
+def _joined(outer: str, name: str) -> str:
+    path = _paths.get((outer, name))
+    if path is None:
+        path = _paths[(outer, name)] = f"{outer}.{name}" if outer else name
+    return path
+
+
+def scope(name: str) -> _Scope:
+    """Nest ``name`` (one segment or a dotted path) under the current path: ``with scope("attn"):``."""
+    return _Scope(name, _KEEP)
+
+
+def position(pos: int | None) -> _Scope:
     """Mark every Value created inside as computed at sequence position ``pos``."""
-    global _pos
-    outer = _pos
-    _pos = pos
-    _refresh()
-    try:
-        yield
-    finally:
-        _pos = outer
-        _refresh()
+    return _Scope(None, pos)
 
 
-@contextmanager
-def root_scope() -> Iterator[None]:
+def root_scope() -> _Scope:
     """Start from an empty path and no position (so a model's tags never depend on the caller's)."""
-    global _path, _pos
-    outer = (_path, _pos)
-    _path, _pos = "", None
-    _refresh()
-    try:
-        yield
-    finally:
-        _path, _pos = outer
-        _refresh()
+    return _Scope(None, _KEEP, root=True)
 
 
 def label(values: Sequence[T]) -> Sequence[T]:

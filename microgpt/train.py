@@ -148,13 +148,13 @@ def train(
         raise MicrogptError(f"steps must be at least 1, got {steps}: pass --steps 1 or more")
     if state.step > steps:
         raise MicrogptError(f"the checkpoint has done {state.step} steps, more than --steps {steps}")
-    encoded = [tokenizer.document_tokens(doc) for doc in docs]
     fused = granularity == "fused"
     for step in range(state.step, steps):
         document = docs[step % len(docs)]
+        tokens = tokenizer.document_tokens(document)  # one document a step: encode only those used
         with gc_paused():
             with recording() if fused else nullcontext() as tape:
-                loss = model.document_loss(encoded[step % len(encoded)], granularity)
+                loss = model.document_loss(tokens, granularity)
             if not math.isfinite(loss.data):
                 origin = first_non_finite(loss)
                 where = "" if origin is None else f", starting at {describe_origin(origin)}"
