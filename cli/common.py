@@ -49,17 +49,40 @@ class LoadedModel:
     checkpoint: object = None  # microgpt.checkpoint.Checkpoint; None for a fresh model
 
 
+def pause_collector() -> None:
+    """Turn Python's cyclic garbage collector off for the rest of this command.
+
+    A view builds one large acyclic graph (a Value per weight and per intermediate, an edge
+    per input) and exits; reference counting frees all of it, while the collector would walk
+    the whole growing heap again and again as it is built, which took most of a view's time
+    on a 4-layer model. A long-lived command (the full-screen stepper) calls
+    ``resume_collector`` once its graph is built."""
+    import gc
+
+    gc.disable()
+
+
+def resume_collector() -> None:
+    """Turn the collector back on, leaving everything built so far out of its walks."""
+    import gc
+
+    gc.freeze()
+    gc.enable()
+
+
 def load_model(checkpoint: Path | None, data: Path | None = None, *, finite: bool = False) -> LoadedModel:
     """The checkpoint given; else model.json here; else a fresh model. Says which on stderr.
 
     A checkpoint with non-finite weights loads with a one-line warning naming the first
-    (the views show such weights); with ``finite=True`` (sampling) it is refused."""
+    (the views show such weights); with ``finite=True`` (sampling) it is refused. The
+    collector stays off from here on (``pause_collector``)."""
     import shlex
 
     from microgpt import checkpoint as ckpt_io
     from microgpt.data import find_dataset
     from microgpt.train import start_run
 
+    pause_collector()
     if checkpoint is None and DEFAULT_CHECKPOINT.is_file():
         checkpoint = DEFAULT_CHECKPOINT
     if checkpoint is not None:

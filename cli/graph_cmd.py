@@ -182,27 +182,30 @@ def stats_command(
         fail(f"--top must be at least 1, got {top}")
     built = build(choice)
     trace = built.trace
-    edges = trace.edges
     nodes = trace.nodes
+    # Counted per node and per group from the edge counts, never edge by edge: a word's graph
+    # on a 4-layer model has two million edges.
+    inputs = list(map(len, trace.child_indices))
+    op_names = [node.op.name for node in nodes]
 
     console.print(built.title)
     summary = Table(title="graph", show_header=False)
     summary.add_column("what")
     summary.add_column("value", justify="right")
-    params = [i for i, node in enumerate(nodes) if node.op.name == "param"]
-    ops = [i for i, node in enumerate(nodes) if node.children]
-    fan_in = max(range(len(nodes)), key=lambda i: (len(nodes[i].children), -i))
-    consumers = trace.consumers
-    fan_out = max(range(len(nodes)), key=lambda i: (len(consumers[i]), -i))
+    per_op = Counter(op_names)
+    n_ops = len(nodes) - inputs.count(0)
+    fan_in = inputs.index(max(inputs, default=0)) if nodes else 0
+    fan_out_counts = trace.fan_out
+    fan_out = fan_out_counts.index(max(fan_out_counts, default=0)) if nodes else 0
     summary.add_row("nodes", f"{len(nodes):,}")
-    summary.add_row("  ops (nodes with inputs)", f"{len(ops):,}")
-    summary.add_row("  leaves", f"{len(nodes) - len(ops):,}")
-    summary.add_row("  parameters reached", f"{len(params):,} of {built.param_total:,}")
-    summary.add_row("edges", f"{len(edges):,}")
+    summary.add_row("  ops (nodes with inputs)", f"{n_ops:,}")
+    summary.add_row("  leaves", f"{len(nodes) - n_ops:,}")
+    summary.add_row("  parameters reached", f"{per_op.get('param', 0):,} of {built.param_total:,}")
+    summary.add_row("edges", f"{trace.edge_count:,}")
     summary.add_row("depth (longest path, edges)", f"{trace.depth():,}")
     summary.add_row("tag groups", f"{len(trace.groups):,}")
-    summary.add_row("largest fan-in", f"{len(nodes[fan_in].children)}  {trace.ids[fan_in]}")
-    summary.add_row("largest fan-out", f"{len(consumers[fan_out])}  {trace.ids[fan_out]}")
+    summary.add_row("largest fan-in", f"{inputs[fan_in]}  {trace.ids[fan_in]}")
+    summary.add_row("largest fan-out", f"{fan_out_counts[fan_out]}  {trace.ids[fan_out]}")
     for what, order in (("data", "forward"), ("grad", "backward")):
         found = _nonfinite(trace, what)
         summary.add_row(f"nodes with non-finite {what} (nan, ±inf)", f"{len(found):,}")
@@ -211,8 +214,9 @@ def stats_command(
             summary.add_row(f"  first, in {order} order", f"{trace.ids[first]} = {getattr(nodes[first], what)}")
     console.print(summary)
 
-    per_op = Counter(node.op.name for node in nodes)
-    edges_in = Counter(nodes[e.parent].op.name for e in edges)
+    edges_in: Counter[str] = Counter()
+    for name, n in zip(op_names, inputs):
+        edges_in[name] += n
     table = Table(title="per op")
     table.add_column("op")
     table.add_column("nodes", justify="right")
@@ -221,9 +225,6 @@ def stats_command(
         table.add_row(name, f"{n:,}", f"{edges_in.get(name, 0):,}")
     console.print(table)
 
-    group_edges: Counter[str] = Counter()
-    for e in edges:
-        group_edges[trace.group_of(e.parent)] += 1
     groups = sorted(trace.groups.items(), key=lambda kv: (-len(kv[1]), kv[0]))
     table = Table(title=f"per tag group (largest {min(top, len(groups))} of {len(groups)})")
     table.add_column("group")
@@ -231,11 +232,11 @@ def stats_command(
     table.add_column("edges in", justify="right")
     table.add_column("ops")
     for name, members in groups[:top]:
-        op_counts = Counter(nodes[i].op.name for i in members)
+        op_counts = Counter(op_names[i] for i in members)
         table.add_row(
             name,
             f"{len(members):,}",
-            f"{group_edges.get(name, 0):,}",
+            f"{sum(inputs[i] for i in members):,}",
             " ".join(f"{op}×{n}" for op, n in sorted(op_counts.items())),
         )
     console.print(table)
@@ -258,5 +259,12 @@ def _nonfinite(trace, what: str) -> list[int]:
     first to show is the one the pass computing ``what`` reached first: in forward order for
     data (where a value first went bad), in backward order for grad (the nearest the loss)."""
     import math
+    from operator import attrgetter
 
-    return [i for i, node in enumerate(trace.nodes) if not math.isfinite(getattr(node, what))]
+    values = list(map(attrgetter(what), trace.nodes))
+    try:
+        if math.isfinite(math.fsum(values)):  # a nan or an inf anywhere would show in the sum
+            return []
+    except (ValueError, OverflowError):  # inf + -inf, or finite numbers past the largest float
+        pass
+    return [i for i, x in enumerate(values) if not math.isfinite(x)]

@@ -75,6 +75,9 @@ def run_step(
                 console.out(stepper.format(rec), highlight=False)
         return
 
+    from cli.common import resume_collector
     from cli.step_app import StepApp
+
+    resume_collector()  # the full-screen view lives on: let the collector run again
 
     StepApp(stepper, what).run()

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from microgpt.data import Tokenizer
-from microgpt.engine import Value
+from microgpt.engine import Value, gc_paused
 from microgpt.errors import MicrogptError
 from microgpt.files import write_atomic
 from microgpt.model import GPT, GRANULARITIES, GPTConfig, weight_shapes
@@ -137,7 +137,8 @@ def _read_json(path: Path) -> Any:
 def load(path: str | Path) -> Checkpoint:
     """Read and check a checkpoint; what is wrong with a damaged one is named, with the fix."""
     path = Path(path)
-    raw = _read_json(path)
+    with gc_paused():  # JSON parsing makes a list per row: nothing the collector could free
+        raw = _read_json(path)
     try:
         return from_json(raw, str(path))
     except MicrogptError as e:
@@ -173,6 +174,9 @@ def _require(raw: Any, key: str, kind: type | tuple[type, ...], where: str) -> A
     return value
 
 
+_FLOATS = {float}
+
+
 def _matrix_flat(matrices: Any, shapes: dict[str, tuple[int, int]], where: str) -> list[float]:
     if not isinstance(matrices, dict) or list(matrices) != list(shapes):
         names = list(matrices) if isinstance(matrices, dict) else type(matrices).__name__
@@ -187,6 +191,9 @@ def _matrix_flat(matrices: Any, shapes: dict[str, tuple[int, int]], where: str) 
         ):
             raise MicrogptError(f"{where}: {name} is not a {rows}×{cols} matrix")
         for row in matrix:
+            if set(map(type, row)) == _FLOATS:  # the common row: floats only, taken as they are
+                flat.extend(row)
+                continue
             for x in row:
                 try:
                     flat.append(from_json_number(x))
@@ -247,8 +254,10 @@ def from_json(raw: Any, where: str) -> Checkpoint:
     if version >= 2:
         run_id = _require(training, "run_id", str, where)
         data_sha256 = _require(training, "data_sha256", (str, type(None)), where)
+    with gc_paused():  # a Value per weight: the collector would walk them all, repeatedly
+        model = GPT(config, weights)
     return Checkpoint(
-        model=GPT(config, weights),
+        model=model,
         tokenizer=tokenizer,
         adam=adam,
         state=state,

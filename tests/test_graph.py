@@ -583,3 +583,61 @@ def test_counts_of_one_are_singular_in_labels_and_messages(here: Path) -> None:
     assert result.exit_code == 0, result.output
     assert re.search(r"wrote g\.json: \d+ nodes?, \d+ edges? ", result.stderr)
     assert not re.search(r"\b1 (nodes|edges)\b", result.stderr)
+
+
+# -- views that scale with the model (issue 11) ----------------------------------------------
+@pytest.mark.parametrize("level", ["block", "tensor", "scalar"])
+@pytest.mark.parametrize("fmt", ["dot", "networkx"])
+def test_a_view_builds_no_edge_objects(level: str, fmt: str) -> None:
+    """Display edges are counted from the child indices: the per-edge objects of a 4-layer
+    graph (hundreds of thousands) cost more than the rest of the drawing."""
+    trace = Trace(tiny_graph().root)
+    if fmt == "dot":
+        to_dot(trace, level=level, edge_grads=True, focus="attn.h0" if level == "scalar" else None)
+    else:
+        to_networkx(trace, level=level)
+    assert "edges" not in trace.__dict__ and "consumers" not in trace.__dict__
+
+
+def test_stats_builds_no_edge_objects(monkeypatch: pytest.MonkeyPatch, here: Path) -> None:
+    built: list[Trace] = []
+    real = graph_cmd.build
+
+    def spy(choice):
+        result = real(choice)
+        built.append(result.trace)
+        return result
+
+    monkeypatch.setattr(graph_cmd, "build", spy)
+    result = mgx("stats", "--word", "ava")
+    assert result.exit_code == 0, result.output
+    assert "edges" not in built[0].__dict__ and "consumers" not in built[0].__dict__
+
+
+def test_counts_from_child_indices_agree_with_the_edges() -> None:
+    trace = Trace(tiny_graph(pos=2).root)
+    edges = trace.edges
+    assert trace.edge_count == len(edges)
+    fan_out = [0] * len(trace)
+    for e in edges:
+        fan_out[e.child] += 1
+    assert trace.fan_out == fan_out
+    assert [[(e.child, e.slot) for e in inputs] for inputs in trace.inputs] == [
+        [(c, slot) for slot, c in enumerate(children)] for children in trace.child_indices
+    ]
+    level = [0] * len(trace)
+    for e in edges:
+        level[e.parent] = max(level[e.parent], level[e.child] + 1)
+    assert trace.depth() == level[-1]
+
+
+def test_groups_and_indices_agree_with_parsing_every_tag() -> None:
+    from microgpt.scope import parse_tag
+
+    trace = Trace(tiny_graph(pos=2).root)
+    for i, tag in enumerate(trace.tags):
+        parts = None if tag is None else parse_tag(tag)
+        assert trace.group_of(i) == ("(untagged)" if parts is None else parts.group)
+        assert trace.element_indices[i] == (None if parts is None else parts.index)
+        assert trace.tag_parts[i] == parts
+        assert i in trace.groups[trace.group_of(i)]

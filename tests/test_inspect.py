@@ -450,3 +450,56 @@ def test_a_deep_depth_expands_each_shared_node_once(trace: Trace) -> None:
     document = to_json(trace, root, depth=60)
     flat = json.dumps(document)
     assert flat.count('"inputs_above": true') > 0 and flat.count('"slot"') <= len(trace.edges)
+
+
+# -- views that scale with the model (issue 11) ----------------------------------------------
+@pytest.mark.parametrize(
+    "pattern",
+    ["attn.h0", "wq[3,*]", "q[*]", "layer*.mlp.*", "attn.h[01].q@pos1", "k@pos0-1", "*", "logits[2]", "wte"],
+)
+def test_select_per_group_agrees_with_matching_every_node(trace: Trace, pattern: str) -> None:
+    from microgpt.scope import parse_tag
+    from viz.pattern import Pattern, select
+
+    parsed = Pattern.parse(pattern)
+    expected = [i for i, tag in enumerate(trace.tags) if parsed.matches(None if tag is None else parse_tag(tag))]
+    assert select(trace, pattern) == expected
+    assert select(trace, pattern, "param") == [i for i in expected if trace.nodes[i].op.name == "param"]
+
+
+def test_select_parses_one_tag_per_group_not_per_node(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Path and position are the same for every node of a group: a pattern without an index is
+    matched once per group (a 4-layer model has 200,000 parameter tags in a few dozen groups)."""
+    import viz.trace
+    from viz.pattern import select
+
+    parsed: list[str] = []
+    real = viz.trace.parse_tag
+
+    def counting(tag: str):
+        parsed.append(tag)
+        return real(tag)
+
+    monkeypatch.setattr(viz.trace, "parse_tag", counting)
+    fresh = small_trace()
+    assert select(fresh, "attn.h0")
+    assert len(parsed) <= len(fresh.groups) < len(set(fresh.tags))
+
+
+def test_the_stepper_opens_without_reading_every_edge() -> None:
+    """Opening the stepper looks up no node's inputs: a step looks up its own node's."""
+    from viz.step import Stepper
+
+    class CountingIndex(dict):
+        lookups = 0
+
+        def __getitem__(self, key):
+            CountingIndex.lookups += 1
+            return super().__getitem__(key)
+
+    fresh = small_trace()
+    fresh.index = CountingIndex(fresh.index)
+    stepper = Stepper(fresh)
+    assert CountingIndex.lookups == 0
+    record = stepper.step()
+    assert record is not None and CountingIndex.lookups == len(fresh.nodes[record.node].children)

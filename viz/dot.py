@@ -30,6 +30,7 @@ import functools
 import itertools
 import math
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from microgpt.engine import Value
@@ -111,38 +112,48 @@ def _token_position(trace: Trace) -> int | None:
 def _base_keys(
     trace: Trace, level: str, pos: int | None, expand_context: bool
 ) -> tuple[list[str], dict[str, DisplayNode]]:
-    """The display node of every trace node at ``level``, before any focus."""
-    keys: list[str] = []
-    displays: dict[str, DisplayNode] = {}
-    cache: dict[int, tuple[str, str, tuple[str, ...]]] = {}
-    for i, parts in enumerate(trace.tag_parts):
+    """The display node of every trace node at ``level``, before any focus.
+
+    Which display node, of what kind, in which clusters is the same for every node of a tag
+    group, so it is worked out once per group; at block level a group outside any position
+    splits its parameters from the rest, and at scalar level each node is its own."""
+    numbers = trace.group_numbers
+    per_group: list[tuple[str, str, tuple[str, ...]]] = []
+    split_params: set[int] = set()  # block level: groups outside any position
+    for g, (name, parts) in enumerate(trace.group_parts.items()):
         if parts is None:
-            key, kind, clusters = ("(untagged)", "tensor", ())
-            if level == "scalar":
-                key, kind = trace.ids[i], "scalar"
+            per_group.append(("(untagged)", "tensor", ()))
+        elif parts.pos is not None and pos is not None and parts.pos < pos and not expand_context:
+            per_group.append((f"context@pos{parts.pos}", "context", ("context",)))
         else:
-            if parts.pos is not None and pos is not None and parts.pos < pos and not expand_context:
-                key, kind, clusters = f"context@pos{parts.pos}", "context", ("context",)
+            block = block_of(parts.path)
+            if level == "block":
+                if parts.pos is not None:
+                    key, kind = f"{block}@pos{parts.pos}", "block"
+                else:  # parameters, or computed outside any position (the mean loss of a word)
+                    key, kind = block, "block"
+                    split_params.add(g)
+                clusters = tuple(".".join(block.split(".")[: k + 1]) for k in range(block.count(".") + 1))
             else:
-                cached = cache.get(id(parts))
-                if cached is None:
-                    block = block_of(parts.path)
-                    if level == "block":
-                        if parts.pos is not None:
-                            key, kind = f"{block}@pos{parts.pos}", "block"
-                        elif trace.nodes[i].op.name == "param":
-                            key, kind = f"{block}/params", "params"
-                        else:  # computed outside any position: the mean loss of a whole word
-                            key, kind = block, "block"
-                        clusters = tuple(".".join(block.split(".")[: k + 1]) for k in range(block.count(".") + 1))
-                    else:
-                        key, kind = parts.group, "tensor"
-                        clusters = _cluster_chain(parts.path, block)
-                    cached = cache[id(parts)] = (key, kind, clusters)
-                key, kind, clusters = cached
-            if level == "scalar" and kind != "context":
-                key, kind = trace.ids[i], "scalar"
-        keys.append(key)
+                key, kind, clusters = name, "tensor", _cluster_chain(parts.path, block)
+            per_group.append((key, kind, clusters))
+    node_info = list(map(per_group.__getitem__, numbers))
+    if split_params:
+        nodes = trace.nodes
+        for members in trace.groups.values():
+            g = numbers[members[0]]
+            if g in split_params:
+                key, kind, clusters = per_group[g]
+                params = (f"{key}/params", "params", clusters)
+                for i in members:
+                    if nodes[i].op.name == "param":
+                        node_info[i] = params
+    if level == "scalar":
+        ids = trace.ids
+        node_info = [info if info[1] == "context" else (ids[i], "scalar", info[2]) for i, info in enumerate(node_info)]
+    keys = [info[0] for info in node_info]
+    displays: dict[str, DisplayNode] = {}
+    for i, (key, kind, clusters) in enumerate(node_info):
         display = displays.get(key)
         if display is None:
             display = displays[key] = DisplayNode(key, kind, clusters=clusters)
@@ -150,23 +161,73 @@ def _base_keys(
     return keys, displays
 
 
+def key_edges(trace: Trace, keys: list[str | None]) -> Iterator[tuple[str, str, int, int]]:
+    """The edges between different display nodes, in edge order: (child's key, parent's key,
+    parent, slot), read from the trace's child indices (no Edge objects)."""
+    for parent, children in enumerate(trace.child_indices):
+        b = keys[parent]
+        if b is None:
+            continue
+        for slot, a in enumerate(map(keys.__getitem__, children)):
+            if a is not None and a != b:
+                yield a, b, parent, slot
+
+
+def key_edge_counts(trace: Trace, keys: list[str | None]) -> dict[tuple[str, str], int]:
+    """How many edges join each pair of different display nodes, in the order ``key_edges``
+    first meets the pair; counted node by node (a fused node has dozens of inputs) rather
+    than edge by edge."""
+    counts: dict[tuple[str, str], int] = {}
+    get = keys.__getitem__
+    for parent, children in enumerate(trace.child_indices):
+        b = keys[parent]
+        if b is None or not children:
+            continue
+        for a, n in Counter(map(get, children)).items():
+            if a is not None and a != b:
+                counts[(a, b)] = counts.get((a, b), 0) + n
+    return counts
+
+
 def _elements(trace: Trace, keys: list[str], members: list[int]) -> list[int]:
     """The values a tensor node summarises: its labelled elements (``q[0]`` ... ``q[3]``), else
     its outputs (the members used outside it)."""
-    labelled = [i for i in members if (p := trace.tag_parts[i]) is not None and p.index is not None]
+    indices = trace.element_indices
+    labelled = [i for i in members if indices[i] is not None]
     return labelled or _outputs(trace, keys, members)
 
 
 def _outputs(trace: Trace, keys: list[str], members: list[int]) -> list[int]:
     """Members used outside their display node (or the root); all members if none is."""
     root = len(trace.nodes) - 1
-    consumers = trace.consumers
-    out = [i for i in members if i == root or any(keys[e.parent] != keys[i] for e in consumers[i])]
+    outside = _used_outside(trace, keys)
+    out = [i for i in members if i == root or outside[i]]
     return out or members
 
 
+_outside_cache: dict[tuple[int, int], tuple[list[str], list[bool]]] = {}
+
+
+def _used_outside(trace: Trace, keys: list[str]) -> list[bool]:
+    """For each node, whether a node of another display node uses it: one pass over the
+    edges per drawing, kept while the drawing is made."""
+    cache_key = (id(trace), id(keys))
+    cached = _outside_cache.get(cache_key)
+    if cached is not None and cached[0] is keys:
+        return cached[1]
+    out = [False] * len(keys)
+    for parent, children in enumerate(trace.child_indices):
+        b = keys[parent]
+        for child in children:
+            if keys[child] != b:
+                out[child] = True
+    _outside_cache.clear()
+    _outside_cache[cache_key] = (keys, out)
+    return out
+
+
 def _shape(trace: Trace, outputs: list[int]) -> str:
-    indices = [p.index if (p := trace.tag_parts[i]) is not None else None for i in outputs]
+    indices = list(map(trace.element_indices.__getitem__, outputs))
     if indices and all(ix is not None and "," in ix for ix in indices):
         rows = {ix.split(",")[0] for ix in indices}
         cols = {ix.split(",")[1] for ix in indices}
@@ -318,17 +379,17 @@ def to_dot(
 
     # -- edges ------------------------------------------------------------------------------
     counts: dict[tuple[str, str], int] = {}  # edges between collapsed nodes: drawn once, counted
-    for e in trace.edges:
-        a, b = keys[e.child], keys[e.parent]
-        if a is None or b is None or a == b:
-            continue
-        if level == "scalar" and displays[a].kind == "scalar" and displays[b].kind == "scalar":
-            if edge_grads:
-                dot.edge(a, b, label=_num(float(e.local_grad)))
+    if level == "scalar":
+        for a, b, parent, slot in key_edges(trace, keys):
+            if displays[a].kind == "scalar" and displays[b].kind == "scalar":
+                if edge_grads:
+                    dot.edge(a, b, label=_num(float(trace.nodes[parent].local_grads[slot])))
+                else:
+                    dot.edge(a, b)
             else:
-                dot.edge(a, b)
-        else:
-            counts[(a, b)] = counts.get((a, b), 0) + 1
+                counts[(a, b)] = counts.get((a, b), 0) + 1
+    else:
+        counts = key_edge_counts(trace, keys)
     for (a, b), n in counts.items():
         dot.edge(a, b, tooltip=style.counted(n, "scalar edge"))
 
@@ -342,11 +403,9 @@ def _apply_focus(trace, keys, displays, pattern, hops, level):
     selected = select_or_explain(trace, pattern)
     focus_keys = {keys[i] for i in selected}
     adjacency: dict[str, set[str]] = {}
-    for e in trace.edges:
-        a, b = keys[e.child], keys[e.parent]
-        if a != b:
-            adjacency.setdefault(a, set()).add(b)
-            adjacency.setdefault(b, set()).add(a)
+    for a, b, _, _ in key_edges(trace, keys):
+        adjacency.setdefault(a, set()).add(b)
+        adjacency.setdefault(b, set()).add(a)
     reached = set(focus_keys)
     frontier = set(focus_keys)
     for _ in range(hops):

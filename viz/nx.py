@@ -29,7 +29,7 @@ from __future__ import annotations
 from typing import Any
 
 from microgpt.numbers import to_json_number
-from viz.dot import DisplayGraph, DisplayNode, display_graph, node_facts
+from viz.dot import DisplayGraph, DisplayNode, display_graph, key_edge_counts, key_edges, node_facts
 from viz.trace import Summary, Trace
 
 
@@ -51,10 +51,12 @@ def to_networkx(
     for display in shown.nodes.values():
         graph.add_node(display.key, **_node_attributes(shown, display))
     keys, nodes = shown.keys, shown.nodes
-    for e in shown.trace.edges:
-        a, b = keys[e.child], keys[e.parent]
-        if a is None or b is None or a == b:
-            continue
+    trace_nodes = shown.trace.nodes
+    if level != "scalar":  # no scalar nodes, so no local_grad: the counts are all there is
+        for (a, b), n in key_edge_counts(shown.trace, keys).items():
+            graph.add_edge(a, b, count=n)
+        return graph
+    for a, b, parent, slot in key_edges(shown.trace, keys):
         attrs = graph.get_edge_data(a, b)
         if attrs is None:
             attrs = {"count": 0}
@@ -64,7 +66,7 @@ def to_networkx(
             attrs = graph.get_edge_data(a, b)
         attrs["count"] += 1
         if "local_grad" in attrs:
-            attrs["local_grad"] += float(e.local_grad)
+            attrs["local_grad"] += float(trace_nodes[parent].local_grads[slot])
     return graph
 
 

@@ -138,19 +138,25 @@ class Pattern:
 
 
 def select(trace, pattern: str | Pattern, op: str | None = None) -> list[int]:
-    """Indices (in topological order) of the trace's nodes that match ``pattern`` and ``op``."""
+    """Indices (in topological order) of the trace's nodes that match ``pattern`` and ``op``.
+
+    Path and position are the same for every node of a tag group, so a pattern is matched
+    once per group; only an [index] is then checked node by node, in the groups that match."""
     pat = pattern if isinstance(pattern, Pattern) else Pattern.parse(pattern)
-    cache: dict[int, bool] = {}
-    out = []
-    for i, parts in enumerate(trace.tag_parts):
-        if op is not None and trace.nodes[i].op.name != op:
+    by_group = pat if pat.index is None else Pattern(pat.text, pat.segments, None, pat.pos_range)
+    parts = trace.tag_parts
+    out: list[int] = []
+    for group, members in trace.groups.items():
+        group_parts = trace.group_parts[group]
+        if not by_group.matches(group_parts):
             continue
-        key = id(parts)
-        hit = cache.get(key)
-        if hit is None:
-            hit = cache[key] = pat.matches(parts)
-        if hit:
-            out.append(i)
+        if pat.index is not None:
+            members = [i for i in members if pat.matches(parts[i])]
+        out.extend(members)
+    out.sort()
+    if op is not None:
+        nodes = trace.nodes
+        out = [i for i in out if nodes[i].op.name == op]
     return out
 
 

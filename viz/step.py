@@ -143,11 +143,6 @@ class Stepper:
         # The steps: the nodes with inputs, in reverse topological order (backward's order).
         self.order: list[int] = [i for i in range(len(nodes) - 1, -1, -1) if nodes[i].children]
         self.step_of: dict[int, int] = {node: k for k, node in enumerate(self.order)}
-        # The children and local grads of each node, as indices (reading Values is slower).
-        index = trace.index
-        self._edges: list[tuple[tuple[int, ...], tuple[float, ...]]] = [
-            (tuple(index[id(c)] for c in node.children), node.local_grads) for node in nodes
-        ]
         # The initial state of backward: nodes with inputs at 0, the root at 1, leaves as they are.
         self.grads: list[float] = [0 if node.children else node.grad for node in nodes]
         if nodes:
@@ -189,12 +184,18 @@ class Stepper:
         return f"node {self.done} of {self.total}{where}{state}"
 
     # -- stepping ----------------------------------------------------------------------
+    def _edges(self, node: int) -> tuple[tuple[int, ...], tuple[float, ...]]:
+        """The node's children, as indices, and its local grads: looked up per step taken, so
+        opening a large graph costs nothing per edge."""
+        value, index = self.trace.nodes[node], self.trace.index
+        return tuple([index[id(child)] for child in value.children]), value.local_grads
+
     def step(self) -> StepRecord | None:
         """Process the next node: every edge, in input order. None when finished."""
         if self.finished:
             return None
         node = self.order[self.done]
-        children, locals_ = self._edges[node]
+        children, locals_ = self._edges(node)
         grads = self.grads
         values = self.trace.nodes
         node_grad = grads[node]
@@ -228,7 +229,7 @@ class Stepper:
         if not 1 <= k <= self.done:
             return None
         node = self.order[k - 1]
-        locals_ = self._edges[node][1]
+        locals_ = self.trace.nodes[node].local_grads
         saved = self._history[k - 1]
         # The node's grad is final once it is processed: no later step writes it.
         node_grad = self.grads[node]

@@ -13,16 +13,18 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import chain
+from operator import mul
+from typing import NamedTuple
 
 from microgpt.engine import Value, topological_order
 from microgpt.scope import TagParts, parse_tag
 
 
-@dataclass(frozen=True)
-class Edge:
+class Edge(NamedTuple):
     child: int  # index of the input node
     parent: int  # index of the node computed from it
     slot: int  # which input of the parent (a node may use one child twice: dot(x, x))
@@ -50,7 +52,12 @@ class Summary:
 
     @classmethod
     def of(cls, numbers: Iterable[float]) -> Summary:
-        xs = [float(x) for x in numbers]
+        xs = list(map(float, numbers))
+        total = _plain_fsum(xs)
+        if xs and math.isfinite(total):  # every number finite (a nan or an inf would show in the sum)
+            squares = fsum(map(mul, xs, xs))
+            norm = math.sqrt(squares) if math.isfinite(squares) else math.hypot(*xs)
+            return cls(len(xs), min(xs), total / len(xs), max(xs), norm)
         finite = [x for x in xs if math.isfinite(x)]
         nan = sum(1 for x in xs if math.isnan(x))
         posinf = sum(1 for x in xs if x == math.inf)
@@ -80,7 +87,10 @@ def fsum(numbers: Iterable[float]) -> float:
 
     ``math.fsum`` raises where float addition does not: ``inf + -inf`` (ValueError; IEEE
     says nan) and a finite sum past the largest float (OverflowError; IEEE says ±inf)."""
-    xs = [float(x) for x in numbers]
+    xs = list(map(float, numbers))
+    total = _plain_fsum(xs)
+    if math.isfinite(total):  # the common case: no nan, no inf, no overflow
+        return total
     if any(math.isnan(x) for x in xs):
         return math.nan
     infs = {x for x in xs if math.isinf(x)}
@@ -90,6 +100,14 @@ def fsum(numbers: Iterable[float]) -> float:
         return math.fsum(xs)
     except OverflowError:
         return math.fsum(x / 2 for x in xs) * 2
+
+
+def _plain_fsum(xs: list[float]) -> float:
+    """``math.fsum``, or nan where it raises (an inf and a -inf, or an overflow)."""
+    try:
+        return math.fsum(xs)
+    except (ValueError, OverflowError):
+        return math.nan
 
 
 @dataclass
@@ -104,16 +122,14 @@ class Trace:
     def __post_init__(self) -> None:
         self.nodes = topological_order(self.root)
         self.index = {id(node): i for i, node in enumerate(self.nodes)}
-        counts = Counter(node.tag for node in self.nodes)
+        tags = self.tags
+        shared = {tag for tag, n in Counter(tags).items() if n > 1 or tag is None}
+        ids: list[str] = list(tags)  # type: ignore[arg-type]  (the untagged are renamed below)
         seen: Counter[str | None] = Counter()
-        ids = []
-        for node in self.nodes:
-            tag = node.tag
-            if tag is not None and counts[tag] == 1:
-                ids.append(tag)
-            else:
-                ids.append(f"{tag or 'node'}#{seen[tag]}")
-                seen[tag] += 1
+        for i in [i for i, tag in enumerate(tags) if tag in shared]:
+            tag = tags[i]
+            ids[i] = f"{tag or 'node'}#{seen[tag]}"
+            seen[tag] += 1
         self.ids = ids
 
     @classmethod
@@ -131,16 +147,46 @@ class Trace:
         return len(self.nodes)
 
     @cached_property
+    def tags(self) -> list[str | None]:
+        return [node.tag for node in self.nodes]
+
+    @cached_property
     def id_index(self) -> dict[str, int]:
         return {node_id: i for i, node_id in enumerate(self.ids)}
 
+    # -- edges ------------------------------------------------------------------------------
+    # A 4-layer model's graph has hundreds of thousands of edges, and most views show a few
+    # of them: ``child_indices`` (plain tuples of ints) is what counting needs; the Edge
+    # objects are built only when a view asks for them.
+
+    @cached_property
+    def child_indices(self) -> list[tuple[int, ...]]:
+        """For each node, the indices of its inputs, in input order."""
+        index = self.index
+        none: tuple[int, ...] = ()  # most nodes of a large graph are weights: no inputs
+        return [
+            tuple([index[id(child)] for child in children]) if (children := node.children) else none
+            for node in self.nodes
+        ]
+
+    @cached_property
+    def edge_count(self) -> int:
+        return sum(map(len, self.child_indices))
+
+    @cached_property
+    def fan_out(self) -> list[int]:
+        """For each node, how many edges leave it (its uses as an input)."""
+        out = [0] * len(self.nodes)
+        for i, n in Counter(chain.from_iterable(self.child_indices)).items():
+            out[i] = n
+        return out
+
     @cached_property
     def edges(self) -> list[Edge]:
-        index = self.index
         return [
-            Edge(index[id(child)], parent, slot, local)
-            for parent, node in enumerate(self.nodes)
-            for slot, (child, local) in enumerate(zip(node.children, node.local_grads))
+            Edge(child, parent, slot, local)
+            for parent, (children, node) in enumerate(zip(self.child_indices, self.nodes))
+            for slot, (child, local) in enumerate(zip(children, node.local_grads))
         ]
 
     @cached_property
@@ -154,50 +200,115 @@ class Trace:
     @cached_property
     def inputs(self) -> list[list[Edge]]:
         """For each node, the edges from its children, in input order."""
-        out: list[list[Edge]] = [[] for _ in self.nodes]
-        for edge in self.edges:
-            out[edge.parent].append(edge)
+        edges, out, start = self.edges, [], 0
+        for children in self.child_indices:  # edges come parent by parent, in input order
+            out.append(edges[start : start + len(children)])
+            start += len(children)
         return out
 
+    # -- tags and groups --------------------------------------------------------------------
+    # The answer to "which group, which path, which position" is the same for every node of a
+    # group, so it is worked out once per group (a 4-layer model has 200,000 parameters with a
+    # tag each, in a few dozen groups); a node's full TagParts is parsed when asked for.
+
     @cached_property
-    def tag_parts(self) -> list[TagParts | None]:
-        cache: dict[str, TagParts] = {}
-        out = []
-        for node in self.nodes:
-            tag = node.tag
-            if tag is None:
-                out.append(None)
-                continue
-            parts = cache.get(tag)
-            if parts is None:
-                parts = cache[tag] = parse_tag(tag)
-            out.append(parts)
-        return out
+    def tag_parts(self) -> Sequence[TagParts | None]:
+        """Each node's tag split into path, index and position (None for an untagged node),
+        parsed on first access."""
+        return _LazyParts(self.tags)
+
+    @cached_property
+    def element_indices(self) -> list[str | None]:
+        """Each node's element index (``3,5`` for ``wq[3,5]``; None for none), as TagParts.index,
+        cut from the tag without parsing all of it."""
+        return [None if tag is None or "[" not in tag else tag[tag.find("[") + 1 : tag.find("]")] for tag in self.tags]
+
+    @cached_property
+    def _group_table(self) -> tuple[list[int], list[str]]:
+        """Each node's group as a number, and the group names in first-seen order."""
+        tags = self.tags
+        # the tag without its element index (q[1]@pos0 -> q@pos0), as TagParts.group
+        group_of_tag = {
+            tag: "(untagged)"
+            if tag is None
+            else tag
+            if "[" not in tag
+            else tag[: tag.find("[")] + tag[tag.find("]") + 1 :]
+            for tag in dict.fromkeys(tags)
+        }
+        names = list(dict.fromkeys(group_of_tag.values()))
+        number = {name: g for g, name in enumerate(names)}
+        tag_number = {tag: number[name] for tag, name in group_of_tag.items()}
+        return list(map(tag_number.__getitem__, tags)), names
+
+    @property
+    def group_numbers(self) -> list[int]:
+        """Each node's group, as its place in ``groups``."""
+        return self._group_table[0]
 
     @cached_property
     def groups(self) -> dict[str, list[int]]:
         """Tensor groups (a tag without its element index) -> node indices, in first-seen order."""
-        out: dict[str, list[int]] = {}
-        for i, parts in enumerate(self.tag_parts):
-            out.setdefault("(untagged)" if parts is None else parts.group, []).append(i)
-        return out
+        numbers, names = self._group_table
+        members: list[list[int]] = [[] for _ in names]
+        for i, g in enumerate(numbers):
+            members[g].append(i)
+        return dict(zip(names, members))
+
+    @cached_property
+    def group_parts(self) -> dict[str, TagParts | None]:
+        """Each group's path and position (index None); None for the untagged nodes."""
+        return {name: None if name == "(untagged)" else parse_tag(name) for name in self.groups}
 
     def group_of(self, i: int) -> str:
-        parts = self.tag_parts[i]
-        return "(untagged)" if parts is None else parts.group
+        return self._group_table[1][self._group_table[0][i]]
+
+    @cached_property
+    def _used_outside_group(self) -> list[bool]:
+        """For each node, whether a node of another group uses it."""
+        numbers = self.group_numbers
+        out = [False] * len(self.nodes)
+        for parent, children in enumerate(self.child_indices):
+            g = numbers[parent]
+            for child in children:
+                if numbers[child] != g:
+                    out[child] = True
+        return out
 
     def group_outputs(self, group: str) -> list[int]:
         """A group's outputs: its members used outside it (or the root). Their values are the
         tensor's; the rest are the intermediate steps that computed them."""
-        members = self.groups[group]
-        member_set = set(members)
         root = len(self.nodes) - 1
-        return [i for i in members if i == root or any(e.parent not in member_set for e in self.consumers[i])]
+        outside = self._used_outside_group
+        return [i for i in self.groups[group] if i == root or outside[i]]
 
     def depth(self) -> int:
         """The longest path, in edges, from a leaf to the root."""
-        level = [0] * len(self.nodes)
-        for edge in self.edges:  # edges come parent by parent in topological order
-            if level[edge.child] + 1 > level[edge.parent]:
-                level[edge.parent] = level[edge.child] + 1
+        level: list[int] = []
+        get = level.__getitem__
+        for children in self.child_indices:  # children come before their parents
+            level.append(1 + max(map(get, children)) if children else 0)
         return level[-1] if level else 0
+
+
+class _LazyParts(Sequence):
+    """The TagParts of a list of tags, each parsed once, when first read."""
+
+    def __init__(self, tags: list[str | None]) -> None:
+        self._tags = tags
+        self._parsed: dict[str, TagParts] = {}
+
+    def __len__(self) -> int:
+        return len(self._tags)
+
+    def __getitem__(self, i: int) -> TagParts | None:  # type: ignore[override]
+        tag = self._tags[i]
+        if tag is None:
+            return None
+        parts = self._parsed.get(tag)
+        if parts is None:
+            parts = self._parsed[tag] = parse_tag(tag)
+        return parts
+
+    def __iter__(self) -> Iterator[TagParts | None]:
+        return (self[i] for i in range(len(self._tags)))
