@@ -9,13 +9,18 @@ import warnings
 
 import pytest
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", UserWarning)  # "Failed to initialize NumPy": not needed here
-    torch = pytest.importorskip("torch")
-
 from microgpt.data import Tokenizer
 from microgpt.model import GPT, GPTConfig
 from microgpt.train import TrainState, train
+
+TORCH_MISSING = (
+    "PyTorch is not installed; the cross-check needs the torch extra: pip install -e '.[test,torch]' "
+    "(pinned for Python 3.11)"
+)
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", UserWarning)  # "Failed to initialize NumPy": not needed here
+    torch = pytest.importorskip("torch", reason=TORCH_MISSING)
 
 F = torch.nn.functional
 
