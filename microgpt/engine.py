@@ -1,14 +1,14 @@
 """A scalar autograd engine: every number is a Value that knows how it was made.
 
-After micrograd (Karpathy): each op computes its output and, next to the forward
-formula, the local derivative of the output with respect to each input. ``backward()``
-then applies the chain rule edge by edge, in reverse topological order:
+Each op computes its output and, beside the forward formula, the local derivative of the
+output with respect to each input. ``backward()`` then applies the chain rule edge by
+edge, in reverse topological order:
 
     child.grad += local_grad * node.grad
 
-Two things are added for seeing the graph:
+For seeing the graph:
 - each node records the ``Op`` that made it; what an op is called, how many inputs it
-  takes and what its derivative is live in the table of ops below, as data;
+  takes, its derivative and its rules live in the table of ops below, as data;
 - each node records a tag path naming where in the model it was computed (scope.py).
 
 Two granularities build the same numbers. Atomic: every multiply-add is one mul node and

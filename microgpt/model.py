@@ -1,7 +1,7 @@
 """The GPT of microgpt, on scalar Values, with every intermediate tagged.
 
-The design of Karpathy's single-file microgpt (itself a scalar nanoGPT / GPT-2):
-token + position embedding, RMSNorm (no weights) after the embedding sum and before each
+The design of the single-file microgpt, a GPT-2-style model on scalars: token +
+position embedding, RMSNorm (no weights) after the embedding sum and before each
 block, multi-head causal self-attention with a KV cache, a ReLU MLP of width 4·n_embd,
 residual adds, a separate lm_head, no biases. Tags (README, "Tag paths") name every
 intermediate, e.g. ``layer0.attn.h2.weights[1]@pos4``.

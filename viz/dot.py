@@ -4,7 +4,7 @@
   block and position, the parameters of a block as one node inside its cluster.
 - ``tensor`` (default): one node per tag group (``layer0.attn.h2.weights@pos0``) with its
   shape, op and the min / mean / max / norm of its data and grad.
-- ``scalar``: every Value, micrograd style (op, data, grad); ``edge_grads`` writes each
+- ``scalar``: every Value, with its op, data and grad; ``edge_grads`` writes each
   edge's local derivative on it.
 
 The context (the positions before the token's, which fill the KV cache) is one node per
