@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 
-from bench_inspect import median_seconds, mgx_command  # run as a script: bench/ is on the path
+from processes import median_seconds, mgx_command  # run as a script: bench/ is on the path
 
 GOAL_SECONDS = 10.0
 
@@ -23,7 +23,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as empty:
         for granularity in ("fused", "atomic"):
-            command = [*mgx_command(), "check", "grad", "--granularity", granularity]
+            command = mgx_command(["check", "grad", "--granularity", granularity])
             seconds = median_seconds(command, args.runs, empty)
             print(
                 f"mgx check grad, {granularity:6s} (3,536 parameters): median {seconds:.2f} s of {args.runs}"

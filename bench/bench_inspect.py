@@ -11,28 +11,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from processes import median_seconds, mgx_command  # run as a script: bench/ is on the path
+
 GOAL_SECONDS = 1.0
-
-
-def mgx_command() -> list[str]:
-    script = Path(sys.executable).with_name("mgx")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
-
-
-def median_seconds(command: list[str], runs: int, cwd: str) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(command, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -43,9 +28,9 @@ def main() -> None:
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))
     with tempfile.TemporaryDirectory() as cwd:
         bare = median_seconds([sys.executable, "-c", "pass"], args.runs, cwd)
-        help_ = median_seconds([*mgx_command(), "--help"], args.runs, cwd)
-        inspect = median_seconds([*mgx_command(), "inspect", "attn.h0", "--no-color"], args.runs, cwd)
-        why = median_seconds([*mgx_command(), "inspect", "attn.wq", "--why", "--no-color"], args.runs, cwd)
+        help_ = median_seconds(mgx_command(["--help"]), args.runs, cwd)
+        inspect = median_seconds(mgx_command(["inspect", "attn.h0", "--no-color"]), args.runs, cwd)
+        why = median_seconds(mgx_command(["inspect", "attn.wq", "--why", "--no-color"]), args.runs, cwd)
     print(f"median of {args.runs} runs each")
     print(f"python -c pass                    {bare * 1000:8.1f} ms")
     print(f"mgx --help                        {help_ * 1000:8.1f} ms  ({help_ / bare:.1f}× bare start-up)")

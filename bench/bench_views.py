@@ -14,12 +14,11 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import statistics
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
+
+from processes import median_seconds, mgx_command  # run as a script: bench/ is on the path
 
 # (name, arguments, goal in seconds at 4 layers)
 VIEWS = [
@@ -33,23 +32,9 @@ VIEWS = [
 WIDTH = 64
 
 
-def mgx_command() -> list[str]:
-    script = Path(sys.executable).with_name("mgx")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "cli"]
-
-
-def median_seconds(command: list[str], runs: int, cwd: str) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        subprocess.run(command, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def graph_nodes(cwd: str, word: bool) -> int:
     """The node count ``mgx stats`` reports for the token's (or the word's) graph."""
-    args = [*mgx_command(), "stats", "--top", "1"] + (["--word", "emma"] if word else [])
+    args = mgx_command(["stats", "--top", "1"]) + (["--word", "emma"] if word else [])
     text = subprocess.run(args, cwd=cwd, check=True, capture_output=True, text=True).stdout
     match = re.search(r"│ nodes\s*│\s*([\d,]+)", text)
     return int(match[1].replace(",", "")) if match else 0
@@ -67,9 +52,9 @@ def main() -> None:
     for layers in args.layers:
         with tempfile.TemporaryDirectory() as cwd:
             train = ["train", "--n-layer", str(layers), "--n-embd", str(WIDTH), "--steps", "2"]
-            subprocess.run([*mgx_command(), *train], cwd=cwd, check=True, capture_output=True)
+            subprocess.run(mgx_command(train), cwd=cwd, check=True, capture_output=True)
             sizes[layers] = (graph_nodes(cwd, word=False), graph_nodes(cwd, word=True))
-            results[layers] = {name: median_seconds([*mgx_command(), *argv], args.runs, cwd) for name, argv, _ in VIEWS}
+            results[layers] = {name: median_seconds(mgx_command(argv), args.runs, cwd) for name, argv, _ in VIEWS}
     print(f"median of {args.runs} whole-process runs, models {WIDTH} wide; nodes: token graph / word graph")
     header = "".join(f"{f'{n} layer' + ('s' if n > 1 else ''):>12}" for n in args.layers)
     print(f"{'view':<44}{header}   goal at 4 layers")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -96,3 +97,13 @@ def mgx_command(args: list[str]) -> list[str]:
     """``mgx ARGS`` as installed beside this Python (else ``python -m cli.main``)."""
     script = Path(sys.executable).with_name("mgx")
     return [str(script), *args] if script.is_file() else [sys.executable, "-m", "cli.main", *args]
+
+
+def median_seconds(command: list[str], runs: int, cwd: str | Path) -> float:
+    """The median wall time of ``runs`` runs of ``command``, output discarded."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(command, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
