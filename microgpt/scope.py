@@ -122,22 +122,14 @@ def label(values: Sequence[T]) -> Sequence[T]:
 
 
 def matrix_tags(name: str, rows: int, cols: int) -> list[list[str | None]]:
-    """``element_tag(name, i, j)`` for every element of a rows × cols matrix, built in one go
-    (a model has hundreds of thousands of weights, and every command loads one)."""
+    """The tag of every element of the rows × cols matrix ``name`` (``layer0.attn.wq[3,5]``),
+    built in one go: a model has hundreds of thousands of weights, and every command loads one."""
     if not _enabled:
         return [[None] * cols for _ in range(rows)]
     path = f"{_path}.{name}" if _path else name
     position = "" if _pos is None else f"@pos{_pos}"
     intern = sys.intern
     return [[intern(f"{path}[{i},{j}]{position}") for j in range(cols)] for i in range(rows)]
-
-
-def element_tag(name: str, *index: int) -> str | None:
-    """The tag of one element of a named tensor, e.g. ``element_tag("wq", 3, 5)`` -> ``...wq[3,5]``."""
-    if not _enabled:
-        return None
-    path = f"{_path}.{name}" if _path else name
-    return _compose(path, "[" + ",".join(map(str, index)) + "]")
 
 
 def set_tagging(enabled: bool) -> bool:
