@@ -19,7 +19,7 @@ from pathlib import Path
 from cli.common import check_granularity
 from cli.output import check_writable, console, err_console, fail, info, plural
 from microgpt import checkpoint as ckpt_io
-from microgpt.data import EMBEDDED_SOURCE, Dataset, embedded_documents, find_dataset, load_documents
+from microgpt.data import EMBEDDED_SOURCE, Dataset, Tokenizer, embedded_documents, find_dataset, load_documents
 from microgpt.errors import MicrogptError
 from microgpt.files import target_problem
 from microgpt.model import GPTConfig
@@ -114,7 +114,7 @@ def _new_run(out: Path, data: Path | None, options: RunOptions) -> Session:
     if out.exists():  # check_writable made sure it is a regular file
         _check_replaceable(out)
     dataset = find_dataset(data)
-    _check_size(options.model_config(), len(set("".join(dataset.docs))) + 1)
+    _check_size(options.model_config(), Tokenizer.from_documents(dataset.docs).vocab_size)
     seed = _given(options.seed, DEFAULT_SEED)
     run = start_run(dataset.docs, seed, **options.model_config())
     steps = _given(options.steps, DEFAULT_STEPS)
