@@ -1,0 +1,90 @@
+"""How a model learns, one step at a time: the series ``mgx train`` records.
+
+Every function here takes numbers the training step already holds (grads, the weights
+before and after the update, the attention weights and ReLU inputs of the step's forward
+pass) and returns named values. Names are ``kind:tag`` (``grad_norm:layer0.attn.wq``), so
+the tag pattern language chooses series as it chooses nodes (README, "The runs database"):
+
+    loss, lr, max_logit                         one a step
+    grad_norm:M, weight_norm:M                  the 2-norm of matrix M's grads and weights
+    update_ratio:M                              log10(std(Δw) / std(w)) over M's elements, Δw the
+                                                update just made, w the weights after it; healthy
+                                                near -3 (the makemore convention)
+    entropy:layerL.attn.hH                      the head's attention entropy, divided by
+                                                log(positions seen), averaged over the queries that
+                                                see more than one position (1: uniform, 0: one-hot)
+    dead:layerL.mlp                             the fraction of the MLP's units whose ReLU input is
+                                                <= 0 at every position of the step's document
+
+Norms use ``math.hypot`` and sums ``math.fsum``, which run at C speed and do not overflow
+where the squares would: recording costs a step little.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+SERIES_KINDS = ("loss", "lr", "max_logit", "grad_norm", "weight_norm", "update_ratio", "entropy", "dead")
+
+
+def std(xs: Sequence[float]) -> float:
+    """The population standard deviation, computed without forming the squares."""
+    n = len(xs)
+    if n == 0:
+        return math.nan
+    mean = math.fsum(xs) / n
+    return math.hypot(*[x - mean for x in xs]) / math.sqrt(n)
+
+
+def update_ratio(before: Sequence[float], after: Sequence[float]) -> float:
+    """log10(std(after - before) / std(after)); -inf when nothing moved, nan when w is constant."""
+    moved = std([a - b for a, b in zip(after, before)])
+    spread = std(after)
+    if spread == 0 or not math.isfinite(spread) or not math.isfinite(moved):
+        return math.nan
+    return -math.inf if moved == 0 else math.log10(moved / spread)
+
+
+def matrix_series(
+    matrices: dict[str, slice], grads: Sequence[float], before: Sequence[float], after: Sequence[float]
+) -> dict[str, float]:
+    """grad_norm, weight_norm and update_ratio of each matrix, whose elements are
+    ``matrices[name]`` of the flat parameter lists."""
+    out = {}
+    for name, where in matrices.items():
+        out[f"grad_norm:{name}"] = math.hypot(*grads[where])
+        out[f"weight_norm:{name}"] = math.hypot(*after[where])
+        out[f"update_ratio:{name}"] = update_ratio(before[where], after[where])
+    return out
+
+
+def normalised_entropy(weights: Sequence[float]) -> float:
+    """The entropy of one query's attention weights over n positions, divided by log n."""
+    h = -math.fsum(w * math.log(w) for w in weights if w > 0)
+    return h / math.log(len(weights))
+
+
+def head_entropy(rows: Sequence[Sequence[float]]) -> float:
+    """The mean normalised entropy over a head's queries that see more than one position
+    (a query at position 0 sees one: its weight is 1 whatever the scores); nan if none do."""
+    seen = [normalised_entropy(row) for row in rows if len(row) > 1]
+    return math.fsum(seen) / len(seen) if seen else math.nan
+
+
+def dead_fraction(relu_inputs: Sequence[Sequence[float]]) -> float:
+    """The fraction of units (columns) whose input is <= 0 at every position (rows)."""
+    if not relu_inputs:
+        return math.nan
+    units = len(relu_inputs[0])
+    dead = sum(1 for unit in range(units) if all(row[unit] <= 0 for row in relu_inputs))
+    return dead / units
+
+
+def flat_slices(shapes: dict[str, tuple[int, int]]) -> dict[str, slice]:
+    """Where each matrix's elements sit in the flat parameter list, in ``shapes``' order."""
+    out, start = {}, 0
+    for name, (rows, cols) in shapes.items():
+        out[name] = slice(start, start + rows * cols)
+        start += rows * cols
+    return out
