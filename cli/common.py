@@ -38,6 +38,9 @@ TargetOption = Annotated[
 GranularityOption = Annotated[
     str, typer.Option("--granularity", help="atomic (the reference's nodes) or fused (one node per dot product).")
 ]
+RunsOption = Annotated[
+    Path, typer.Option("--runs", help="The runs database (SQLite) training records every step into.")
+]
 
 
 @dataclass

@@ -21,6 +21,7 @@ try:
         DataOption,
         GranularityOption,
         PosOption,
+        RunsOption,
         TargetOption,
         TokenChoice,
         TokenOption,
@@ -356,6 +357,18 @@ def check_nan(
     run_check_nan(
         choice=TokenChoice(checkpoint, data, word, pos, token, target, granularity), update=update, as_json=as_json
     )
+
+
+@app.command(cls=Command)
+@user_errors
+def runs(
+    runs_path: RunsOption = Path("runs.sqlite"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of the table.")] = False,
+) -> None:
+    """List the training runs recorded in a runs database: status, steps, final and best loss, data, config."""
+    from cli.runs_cmd import run_runs
+
+    run_runs(runs_path=runs_path, as_json=as_json)
 
 
 def run() -> None:
