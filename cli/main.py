@@ -371,6 +371,30 @@ def runs(
     run_runs(runs_path=runs_path, as_json=as_json)
 
 
+@app.command(cls=Command)
+@user_errors
+def plot(
+    series: Annotated[
+        list[str] | None,
+        typer.Argument(help="Series as kind:pattern: loss, lr, grad_norm:attn.*, update_ratio:*, entropy, dead ..."),
+    ] = None,
+    run: Annotated[
+        list[str] | None,
+        typer.Option("--run", help="A run's name or id prefix (repeat to compare; default: the last)."),
+    ] = None,
+    runs_path: RunsOption = Path("runs.sqlite"),
+    out: Annotated[
+        Path | None, typer.Option("-o", "--out", help="Write a .png or .svg (default: draw in the terminal).")
+    ] = None,
+    smooth: Annotated[int, typer.Option(help="Steps in the loss's moving average.")] = 25,
+    no_color: Annotated[bool, typer.Option("--no-color", help="Plain text, no colours.")] = False,
+) -> None:
+    """Plot recorded series of one or more runs: loss, learning rate, norms, update ratios, entropy, dead units."""
+    from cli.runs_cmd import run_plot
+
+    run_plot(specs=series or [], run_keys=run or [], runs_path=runs_path, out=out, smooth=smooth, no_color=no_color)
+
+
 def run() -> None:
     """The ``mgx`` entry point: Ctrl-C before a command's body runs (typer's parsing) is one
     line and exit 130; inside the body, the command's own handling applies (cli.output)."""

@@ -108,7 +108,9 @@ def connect(path: str | Path, *, create: bool) -> sqlite3.Connection:
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 tables, version = set(_TABLES), SCHEMA_VERSION
     except sqlite3.OperationalError as e:  # cannot open or lock it: a missing folder, no permission
-        raise RunsError(f"cannot use the runs database {path} ({e}): pass another --runs FILE, or --no-record") from None
+        raise RunsError(
+            f"cannot use the runs database {path} ({e}): pass another --runs FILE, or --no-record"
+        ) from None
     except sqlite3.DatabaseError as e:  # not SQLite at all
         raise RunsError(f"{path} is not a runs database ({e}): pass another --runs FILE") from None
     if version != SCHEMA_VERSION or not set(_TABLES) <= tables:

@@ -1,0 +1,160 @@
+"""Plots of recorded series: to a PNG or SVG file with matplotlib, or as text for a terminal.
+
+Series are chosen as ``kind:pattern`` (README, "The runs database"): ``loss``,
+``grad_norm:attn.*``, ``update_ratio:*`` (or just ``update_ratio``); the pattern is the tag
+pattern language of ``mgx inspect`` applied to the tag after the colon. Each kind gets its
+own panel, stacked with a shared step axis; the raw loss is drawn faint under its moving
+average, and the update ratios with the -3 guide line. The same data gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from microgpt.errors import MicrogptError
+from microgpt.scope import parse_tag
+from viz.dynamics import SERIES_KINDS
+from viz.pattern import Pattern
+
+UPDATE_RATIO_GUIDE = -3.0  # log10(std(Δw) / std(w)) near -3: the makemore rule of thumb
+PLOT_SUFFIXES = (".png", ".svg")
+
+
+@dataclass(frozen=True)
+class Line:
+    """One series of one run, ready to draw."""
+
+    run: str  # the run's name
+    series: str  # kind:tag, or a bare kind (loss, lr, max_logit)
+    steps: list[int]
+    values: list[float]
+
+    @property
+    def kind(self) -> str:
+        return self.series.split(":", 1)[0]
+
+    @property
+    def label(self) -> str:
+        return self.series if self.kind == self.series else self.series.split(":", 1)[1]
+
+
+def choose_series(available: Sequence[str], specs: Sequence[str]) -> list[str]:
+    """The names in ``available`` that ``specs`` select, in the order of ``available``;
+    a spec that selects nothing is an error naming what there is."""
+    chosen: set[str] = set()
+    for spec in specs:
+        kind, _, pattern = spec.partition(":")
+        if kind not in SERIES_KINDS:
+            raise MicrogptError(
+                f"series {spec!r} is not one this tool records: start it with one of {', '.join(SERIES_KINDS)}"
+                " (e.g. loss, grad_norm:attn.*, update_ratio:*)"
+            )
+        parsed = Pattern.parse(pattern or "*")
+        hits = [
+            name
+            for name in available
+            if name.split(":", 1)[0] == kind and (":" not in name or parsed.matches(parse_tag(name.split(":", 1)[1])))
+        ]
+        if not hits:
+            same_kind = sorted({name for name in available if name.split(":", 1)[0] == kind})
+            known = ", ".join(same_kind[:6]) + (" ..." if len(same_kind) > 6 else "") if same_kind else "none"
+            raise MicrogptError(f"series {spec!r} matches nothing recorded (series of that kind: {known})")
+        chosen.update(hits)
+    return [name for name in available if name in chosen]
+
+
+def moving_average(values: Sequence[float], window: int) -> list[float]:
+    """The mean of the last ``window`` values at each step (fewer at the start); a NaN or
+    infinite value is left out of the windows it falls in."""
+    out, kept = [], []
+    for i, x in enumerate(values):
+        kept.append(x if math.isfinite(x) else None)
+        recent = [v for v in kept[max(0, i - window + 1) : i + 1] if v is not None]
+        out.append(math.fsum(recent) / len(recent) if recent else math.nan)
+    return out
+
+
+def _panels(lines: Sequence[Line]) -> list[tuple[str, list[Line]]]:
+    kinds: dict[str, list[Line]] = {}
+    for line in lines:
+        kinds.setdefault(line.kind, []).append(line)
+    return list(kinds.items())
+
+
+def _title(kind: str) -> str:
+    return {
+        "loss": "loss (faint: each step; bold: moving average)",
+        "lr": "learning rate",
+        "max_logit": "largest |logit|",
+        "grad_norm": "grad norm per matrix",
+        "weight_norm": "weight norm per matrix",
+        "update_ratio": "log10(std(update) / std(weight)); guide at -3",
+        "entropy": "attention entropy / log(positions seen), per head",
+        "dead": "fraction of MLP units never above 0 over the document",
+    }[kind]
+
+
+def figure_bytes(lines: Sequence[Line], fmt: str, *, smooth: int = 25, title: str = "") -> bytes:
+    """``lines`` drawn as a PNG or SVG (``fmt``), one panel per kind of series."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = _panels(lines)
+    several_runs = len({line.run for line in lines}) > 1
+    with matplotlib.rc_context({"svg.hashsalt": "mgx", "font.size": 9}):
+        fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels) + 0.4), sharex=True, squeeze=False)
+        for ax, (kind, panel) in zip(axes[:, 0], panels):
+            for n, line in enumerate(panel):
+                colour = f"C{n % 10}"
+                name = f"{line.run}: {line.label}" if several_runs else line.label
+                if kind == "loss":
+                    ax.plot(line.steps, line.values, color=colour, alpha=0.25, linewidth=0.6)
+                    ax.plot(line.steps, moving_average(line.values, smooth), color=colour, linewidth=1.6, label=name)
+                else:
+                    ax.plot(line.steps, line.values, color=colour, linewidth=1.0, label=name)
+            if kind == "update_ratio":
+                ax.axhline(UPDATE_RATIO_GUIDE, color="black", linestyle="--", linewidth=0.8, label="-3 guide")
+            ax.set_title(_title(kind), loc="left")
+            ax.grid(True, linewidth=0.3)
+            if len(panel) > 1 or several_runs or kind == "update_ratio":
+                ax.legend(fontsize=7, ncol=2 if len(panel) > 6 else 1, loc="best")
+        axes[-1, 0].set_xlabel("step")
+        if title:
+            fig.suptitle(title, x=0.01, ha="left")
+        fig.tight_layout()
+        metadata = {"Date": None} if fmt == "svg" else {"Software": None}  # no date, no version: same bytes
+        out = io.BytesIO()
+        fig.savefig(out, format=fmt, metadata=metadata, dpi=100)
+        plt.close(fig)
+    return out.getvalue()
+
+
+def terminal_plot(lines: Sequence[Line], *, width: int, height: int, smooth: int = 25, color: bool = True) -> str:
+    """``lines`` as text (plotext), one panel per kind, for a terminal ``width`` columns wide."""
+    import plotext
+
+    panels = _panels(lines)
+    several_runs = len({line.run for line in lines}) > 1
+    out = []
+    for kind, panel in panels:
+        plotext.clear_figure()
+        plotext.plotsize(width, max(8, height // len(panels)))
+        if not color:
+            plotext.theme("clear")
+        for line in panel:
+            values = moving_average(line.values, smooth) if kind == "loss" else line.values
+            points = [(s, v) for s, v in zip(line.steps, values) if math.isfinite(v)]
+            if points:
+                name = f"{line.run}: {line.label}" if several_runs else line.label
+                plotext.plot([s for s, _ in points], [v for _, v in points], label=name)
+        if kind == "update_ratio" and any(line.steps for line in panel):
+            plotext.hline(UPDATE_RATIO_GUIDE)
+        plotext.title(_title(kind) if kind != "loss" else f"loss (moving average over {smooth} steps)")
+        out.append(plotext.build())
+    return "\n".join(out)
