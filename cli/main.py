@@ -99,14 +99,24 @@ def train(
         typer.Option("--resume", help="Continue the run saved in --out, with its own options (give none that differ)."),
     ] = False,
     log_every: Annotated[int, typer.Option(help="Print a line every N steps (0: progress bar only).")] = 0,
+    runs_path: RunsOption = Path("runs.sqlite"),
+    no_record: Annotated[bool, typer.Option("--no-record", help="Record nothing in the runs database.")] = False,
+    name: Annotated[
+        str | None, typer.Option(help="The run's short name in the runs database (default: --out's stem).")
+    ] = None,
+    snapshot_every: Annotated[
+        int, typer.Option(help="Record every weight, grad and Adam moment every N steps, and at the end.")
+    ] = 50,
 ) -> None:
-    """Train the GPT on names with Adam; writes a resumable checkpoint (Ctrl-C keeps one too).
+    """Train the GPT on names with Adam; writes a resumable checkpoint (Ctrl-C keeps one too)
+    and records every step in the runs database (mgx runs, mgx plot).
 
     A checkpoint of another run at --out is kept beside it (model.json -> model.1.json)."""
-    from cli.train_cmd import RunOptions, run_training
+    from cli.train_cmd import Recording, RunOptions, run_training
 
     options = RunOptions(steps, lr, seed, n_layer, n_embd, n_head, block_size, granularity)
-    run_training(data=data, options=options, out=out, resume=resume, log_every=log_every)
+    recording = None if no_record else Recording(runs_path, name, snapshot_every)
+    run_training(data=data, options=options, out=out, resume=resume, log_every=log_every, recording=recording)
 
 
 @app.command(cls=Command)

@@ -71,18 +71,33 @@ class Session:
     ours: set[str | None] = field(default_factory=set)  # run ids whose file at --out this run may replace
 
 
-def run_training(*, data: Path | None, options: RunOptions, out: Path, resume: bool, log_every: int) -> None:
+@dataclass
+class Recording:
+    """Where and how a run is recorded (None in place of one: --no-record)."""
+
+    path: Path
+    name: str | None = None  # default: --out's stem
+    snapshot_every: int = 50
+
+
+def run_training(
+    *, data: Path | None, options: RunOptions, out: Path, resume: bool, log_every: int,
+    recording: Recording | None = None,
+) -> None:  # fmt: skip
     if options.steps is not None and options.steps < 1:
         fail(f"--steps must be at least 1, got {options.steps}")
     if options.lr is not None and not (math.isfinite(options.lr) and options.lr > 0):
         fail(f"--lr must be a positive number, got {options.lr}")
     if log_every < 0:
         fail(f"--log-every must be 0 (progress bar only) or more, got {log_every}")
+    if recording is not None and recording.snapshot_every < 1:
+        fail(f"--snapshot-every must be 1 or more steps, got {recording.snapshot_every}")
     if options.granularity is not None:
         check_granularity(options.granularity)
     check_writable(out, "--out", "model.json")
     session = _resumed_run(out, data, options) if resume else _new_run(out, data, options)
-    _train(session, out, log_every)
+    recorder = None if recording is None else _start_recording(session, out, recording)
+    _train(session, out, log_every, recorder)
 
 
 # Every weight is a Python object, and one step's graph holds several nodes per weight, so
@@ -315,7 +330,70 @@ def _origin_report(ckpt: ckpt_io.Checkpoint, e: Diverged) -> list[str]:
     return forward_lines(trace, forward_origin(trace)) + backward_lines(trace, backward_origin(trace))
 
 
-def _train(session: Session, out: Path, log_every: int) -> None:
+class _Recorder:
+    """Records each step's series, and a snapshot every ``snapshot_every`` steps and at the end."""
+
+    def __init__(self, db, session: Session, snapshot_every: int) -> None:
+        from microgpt.model import weight_shapes
+        from viz.dynamics import flat_slices
+
+        self.db, self.state = db, session.ckpt.state
+        self.shapes = weight_shapes(session.ckpt.model.config)
+        self.slices = flat_slices(self.shapes)
+        self.snapshot_every = snapshot_every
+        self.last = None  # the last step's detail, and whether it has its snapshot
+        self.last_snapshotted = True
+
+    def on_detail(self, detail) -> None:
+        from viz.dynamics import step_series
+
+        self.db.add(detail.step, step_series(detail, self.slices))
+        self.last, self.last_snapshotted = detail, False
+        if detail.step % self.snapshot_every == 0:
+            self._snapshot()
+
+    def _snapshot(self) -> None:
+        from viz.dynamics import snapshot
+
+        d = self.last
+        self.db.snapshot(d.step, snapshot(self.shapes, data=d.after, grad=d.grads, m=self.state.m, v=self.state.v))
+        self.last_snapshotted = True
+
+    def finish(self, status: str) -> None:
+        if self.last is not None and not self.last_snapshotted:
+            self._snapshot()
+        self.db.finish(status)
+
+
+def _start_recording(session: Session, out: Path, recording: Recording) -> _Recorder:
+    from viz.runs import Recorder
+
+    ckpt = session.ckpt
+    config = {name: getattr(ckpt.model.config, name) for name in (*_CONFIG_NAMES, "vocab_size")}
+    config["lr"] = ckpt.adam.lr
+    db = Recorder.start(
+        recording.path,
+        run_id=ckpt.run_id,
+        steps=ckpt.steps,
+        config=config,
+        name=recording.name or out.stem,
+        checkpoint=str(out),
+        data=ckpt.data_source,
+        data_sha256=ckpt.data_sha256,
+        seed=ckpt.seed,
+        granularity=ckpt.granularity,
+        resume_from=ckpt.state.step,
+    )
+    info(f"recording every step in {recording.path} as run {db.name} (mgx plot --run {db.name}; --no-record to skip)")
+    return _Recorder(db, session, recording.snapshot_every)
+
+
+def _finish(recorder: _Recorder | None, status: str) -> None:
+    if recorder is not None:
+        recorder.finish(status)
+
+
+def _train(session: Session, out: Path, log_every: int, recorder: _Recorder | None = None) -> None:
     ckpt = session.ckpt
     state, steps = ckpt.state, ckpt.steps
     from rich.progress import (
@@ -368,9 +446,11 @@ def _train(session: Session, out: Path, log_every: int) -> None:
                 adam=ckpt.adam,
                 granularity=ckpt.granularity,
                 on_step=on_step,
+                on_detail=None if recorder is None else recorder.on_detail,
             )
     except _StopAtStepBoundary:
         _save(session, out)
+        _finish(recorder, "interrupted")
         fail(
             f"interrupted after step {state.step} of {steps}; saved {out}: continue with "
             f"`mgx train --resume --out {quoted}`",
@@ -378,13 +458,18 @@ def _train(session: Session, out: Path, log_every: int) -> None:
         )
     except Diverged as e:
         _save(session, out)
+        _finish(recorder, "diverged")
         info(f"saved {out}: the last good state, after step {state.step} of {steps} (step {e.step} changed nothing)")
         for line in _origin_report(ckpt, e):
             info(line)
         fail(f"{e}: start a new run with a lower --lr{_look_hint(e, ckpt, quoted)}", EXIT_DIVERGED)
+    except KeyboardInterrupt:
+        _finish(recorder, "interrupted")
+        raise
     finally:
         signal.signal(signal.SIGINT, previous_handler)
     _save(session, out)
+    _finish(recorder, "finished")
     tail = losses[-min(100, len(losses)) :]
     info(f"saved {out}")
     console.print(

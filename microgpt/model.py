@@ -61,11 +61,17 @@ def weight_shapes(config: GPTConfig) -> dict[str, tuple[int, int]]:
 
 @dataclass
 class KVCache:
-    """The keys and values of earlier positions, per layer: keys[layer][position] is a vector."""
+    """The keys and values of earlier positions, per layer: keys[layer][position] is a vector.
+
+    It also keeps what the training-dynamics series read (attention weights, ReLU inputs and
+    logits, one vector a position), so a step records them without searching its graph."""
 
     n_layer: int
     keys: list[list[Vector]] = field(init=False)
     values: list[list[Vector]] = field(init=False)
+    attention: dict[tuple[int, int], list[Vector]] = field(default_factory=dict)  # (layer, head) -> rows
+    mlp_pre: dict[int, list[Vector]] = field(default_factory=dict)  # layer -> rows
+    logits: list[Vector] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.keys = [[] for _ in range(self.n_layer)]
@@ -125,9 +131,11 @@ class GPT:
             for layer in range(c.n_layer):
                 with scope(f"layer{layer}"):
                     x = self._attention(layer, x, cache, fused)
-                    x = self._mlp(layer, x, fused)
+                    x = self._mlp(layer, x, cache, fused)
             with scope("logits"):
-                return label(linear(x, self.weights["lm_head"], fused))
+                logits = label(linear(x, self.weights["lm_head"], fused))
+        cache.logits.append(logits)
+        return logits
 
     def _attention(self, layer: int, x: Vector, cache: KVCache, fused: bool) -> Vector:
         c, w = self.config, self.weights
@@ -160,6 +168,7 @@ class GPT:
                         scores = label([dot(q_h, k_t, fused) / hd**0.5 for k_t in k_h])
                     with scope("weights"):
                         weights = label(softmax(scores, fused))
+                    cache.attention.setdefault((layer, h), []).append(weights)
                     with scope("out"):
                         heads_out += label([dot(weights, [v_t[j] for v_t in v_h], fused) for j in range(hd)])
             with scope("out"):
@@ -167,7 +176,7 @@ class GPT:
             with scope("resid"):
                 return label([a + b for a, b in zip(x, residual)])
 
-    def _mlp(self, layer: int, x: Vector, fused: bool) -> Vector:
+    def _mlp(self, layer: int, x: Vector, cache: KVCache, fused: bool) -> Vector:
         w = self.weights
         residual = x
         with scope("mlp"):
@@ -175,6 +184,7 @@ class GPT:
                 x = label(rmsnorm(x, fused))
             with scope("pre"):
                 x = label(linear(x, w[f"layer{layer}.mlp.fc1"], fused))
+            cache.mlp_pre.setdefault(layer, []).append(x)
             with scope("post"):
                 x = label([xi.relu() for xi in x])
             with scope("out"):
@@ -197,12 +207,13 @@ class GPT:
         with root_scope(), position(pos), scope("loss"):
             return -probs[target_id].log()
 
-    def document_loss(self, tokens: list[int], granularity: str = "fused") -> Value:
-        """The mean loss over a document's positions, as one training step builds it."""
+    def document_loss(self, tokens: list[int], granularity: str = "fused", cache: KVCache | None = None) -> Value:
+        """The mean loss over a document's positions, as one training step builds it
+        (pass a ``cache`` to keep what the positions computed)."""
         n = min(self.config.block_size, len(tokens) - 1)
         if n < 1:
             raise MicrogptError("a document needs at least two tokens (BOS and one more)")
-        cache = KVCache(self.config.n_layer)
+        cache = KVCache(self.config.n_layer) if cache is None else cache
         losses = []
         for pos in range(n):
             logits = self.forward(tokens[pos], pos, cache, granularity)

@@ -59,8 +59,8 @@ def _first_non_finite_index(values: list[float]) -> int | None:
     return next(i for i, x in enumerate(values) if not math.isfinite(x))
 
 
-def adam_update(model: GPT, state: TrainState, adam: AdamConfig, step: int, steps: int) -> None:
-    """One Adam update of every parameter from its grad, then the grad is zeroed.
+def adam_update(model: GPT, state: TrainState, adam: AdamConfig, step: int, steps: int) -> list[float]:
+    """One Adam update of every parameter from its grad, then the grad is zeroed; returns the grads.
 
     All or nothing: when a grad is not finite, or the update would write a weight that is
     not, it raises Diverged and changes nothing. A grad so large that its square overflows
@@ -99,6 +99,7 @@ def adam_update(model: GPT, state: TrainState, adam: AdamConfig, step: int, step
     for p, data in zip(params, new_data):
         p.data = data
         p.grad = 0
+    return grads
 
 
 def first_non_finite(root: Value) -> Value | None:
@@ -128,6 +129,22 @@ def describe_origin(node: Value) -> str:
 StepCallback = Callable[[int, float], None]  # (steps done, loss of the step just done)
 
 
+@dataclass
+class StepDetail:
+    """What one step held, for the series a run records (the runs database reads it)."""
+
+    step: int  # steps done, counted from 1
+    loss: float
+    lr: float  # the learning rate this step used
+    grads: list[float]  # in model.params order, before the update
+    before: list[float]  # the weights before the update
+    after: list[float]
+    cache: KVCache  # the forward pass: attention weights, ReLU inputs and logits per position
+
+
+DetailCallback = Callable[[StepDetail], None]
+
+
 def train(
     model: GPT,
     tokenizer: Tokenizer,
@@ -138,12 +155,14 @@ def train(
     adam: AdamConfig = AdamConfig(),
     granularity: str = "fused",
     on_step: StepCallback | None = None,
+    on_detail: DetailCallback | None = None,
 ) -> TrainState:
     """Train from ``state.step`` up to ``steps``; ``state`` is updated after every step, so
     an interrupted run (KeyboardInterrupt) leaves a state that resumes to the same losses.
 
     A step whose loss, gradients or update are not finite raises Diverged and changes
-    nothing: ``model`` and ``state`` then hold the last good state, ready to be saved."""
+    nothing: ``model`` and ``state`` then hold the last good state, ready to be saved.
+    ``on_detail``, when given, receives each step's StepDetail before ``on_step``."""
     if steps < 1:
         raise MicrogptError(f"steps must be at least 1, got {steps}: pass --steps 1 or more")
     if state.step > steps:
@@ -152,9 +171,10 @@ def train(
     for step in range(state.step, steps):
         document = docs[step % len(docs)]
         tokens = tokenizer.document_tokens(document)  # one document a step: encode only those used
+        cache = KVCache(model.config.n_layer)
         with gc_paused():
             with recording() if fused else nullcontext() as tape:
-                loss = model.document_loss(tokens, granularity)
+                loss = model.document_loss(tokens, granularity, cache)
             if not math.isfinite(loss.data):
                 origin = first_non_finite(loss)
                 where = "" if origin is None else f", starting at {describe_origin(origin)}"
@@ -166,12 +186,16 @@ def train(
             else:  # atomic keeps the reference's order, to the bit
                 loss.backward()
             del tape
+        before = [p.data for p in model.params] if on_detail is not None else []
         try:
-            adam_update(model, state, adam, step, steps)
+            grads = adam_update(model, state, adam, step, steps)
         except Diverged as e:
             e.document = document
             raise
         state.step = step + 1
+        if on_detail is not None:
+            after = [p.data for p in model.params]
+            on_detail(StepDetail(state.step, loss.data, adam.lr * (1 - step / steps), grads, before, after, cache))
         if on_step is not None:
             on_step(state.step, loss.data)
     return state

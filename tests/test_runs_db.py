@@ -152,11 +152,11 @@ def test_a_file_that_is_not_a_runs_database_is_refused_and_left_alone(tmp_path: 
 def test_std_and_norms_match_the_textbook_formulas() -> None:
     rng = random.Random(1)
     xs = [rng.gauss(0, 0.1) for _ in range(500)]
-    assert dynamics.std(xs) == pytest.approx(statistics.pstdev(xs), rel=1e-12)
+    assert dynamics.std(xs) == pytest.approx(statistics.pstdev(xs), rel=1e-9)
     before = xs
     after = [x - 0.001 * rng.gauss(0, 1) for x in xs]
     expected = math.log10(statistics.pstdev([a - b for a, b in zip(after, before)]) / statistics.pstdev(after))
-    assert dynamics.update_ratio(before, after) == pytest.approx(expected, rel=1e-12)
+    assert dynamics.update_ratio(before, after) == pytest.approx(expected, rel=1e-9)
     assert dynamics.update_ratio(after, after) == -math.inf
     shapes = {"a": (2, 3), "b": (1, 4)}
     slices = dynamics.flat_slices(shapes)

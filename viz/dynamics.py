@@ -16,31 +16,35 @@ the tag pattern language chooses series as it chooses nodes (README, "The runs d
     dead:layerL.mlp                             the fraction of the MLP's units whose ReLU input is
                                                 <= 0 at every position of the step's document
 
-Norms use ``math.hypot`` and sums ``math.fsum``, which run at C speed and do not overflow
-where the squares would: recording costs a step little.
+Norms use ``math.hypot``, which runs at C speed and does not overflow where the squares
+would, and each pass over a matrix is one C call: recording costs a step little.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from operator import sub
 
 SERIES_KINDS = ("loss", "lr", "max_logit", "grad_norm", "weight_norm", "update_ratio", "entropy", "dead")
 
 
-def std(xs: Sequence[float]) -> float:
-    """The population standard deviation, computed without forming the squares."""
+def std(xs: Sequence[float], norm: float | None = None) -> float:
+    """The population standard deviation, from the 2-norm (pass it if known) and the mean:
+    var = ‖x‖²/n − mean², which loses nothing that shows when |mean| is not far above the
+    spread, as for weights and their updates."""
     n = len(xs)
     if n == 0:
         return math.nan
-    mean = math.fsum(xs) / n
-    return math.hypot(*[x - mean for x in xs]) / math.sqrt(n)
+    norm = math.hypot(*xs) if norm is None else norm
+    mean = sum(xs) / n
+    return math.sqrt(max(0.0, (norm / math.sqrt(n)) ** 2 - mean * mean)) if math.isfinite(norm) else math.nan
 
 
-def update_ratio(before: Sequence[float], after: Sequence[float]) -> float:
+def update_ratio(before: Sequence[float], after: Sequence[float], after_norm: float | None = None) -> float:
     """log10(std(after - before) / std(after)); -inf when nothing moved, nan when w is constant."""
-    moved = std([a - b for a, b in zip(after, before)])
-    spread = std(after)
+    moved = std(list(map(sub, after, before)))
+    spread = std(after, after_norm)
     if spread == 0 or not math.isfinite(spread) or not math.isfinite(moved):
         return math.nan
     return -math.inf if moved == 0 else math.log10(moved / spread)
@@ -53,9 +57,10 @@ def matrix_series(
     ``matrices[name]`` of the flat parameter lists."""
     out = {}
     for name, where in matrices.items():
+        weights = after[where]
         out[f"grad_norm:{name}"] = math.hypot(*grads[where])
-        out[f"weight_norm:{name}"] = math.hypot(*after[where])
-        out[f"update_ratio:{name}"] = update_ratio(before[where], after[where])
+        out[f"weight_norm:{name}"] = norm = math.hypot(*weights)
+        out[f"update_ratio:{name}"] = update_ratio(before[where], weights, norm)
     return out
 
 
@@ -87,4 +92,27 @@ def flat_slices(shapes: dict[str, tuple[int, int]]) -> dict[str, slice]:
     for name, (rows, cols) in shapes.items():
         out[name] = slice(start, start + rows * cols)
         start += rows * cols
+    return out
+
+
+def step_series(detail, matrices: dict[str, slice]) -> dict[str, float]:
+    """Every series of one training step (a microgpt.train.StepDetail), by name."""
+    cache = detail.cache
+    out = {"loss": detail.loss, "lr": detail.lr}
+    out["max_logit"] = max((abs(x.data) for row in cache.logits for x in row), default=math.nan)
+    out.update(matrix_series(matrices, detail.grads, detail.before, detail.after))
+    for (layer, head), rows in sorted(cache.attention.items()):
+        out[f"entropy:layer{layer}.attn.h{head}"] = head_entropy([[w.data for w in row] for row in rows])
+    for layer, rows in sorted(cache.mlp_pre.items()):
+        out[f"dead:layer{layer}.mlp"] = dead_fraction([[x.data for x in row] for row in rows])
+    return out
+
+
+def snapshot(shapes: dict[str, tuple[int, int]], **flat: list[float]) -> dict[str, dict[str, list[list[float]]]]:
+    """{matrix: {kind: rows}} from flat lists in parameter order (kinds: data, grad, m, v)."""
+    out: dict[str, dict[str, list[list[float]]]] = {}
+    for (name, (rows, cols)), where in zip(shapes.items(), flat_slices(shapes).values()):
+        out[name] = {
+            kind: [values[where][r * cols : (r + 1) * cols] for r in range(rows)] for kind, values in flat.items()
+        }
     return out

@@ -80,7 +80,7 @@ def _panels(lines: Sequence[Line]) -> list[tuple[str, list[Line]]]:
     kinds: dict[str, list[Line]] = {}
     for line in lines:
         kinds.setdefault(line.kind, []).append(line)
-    return list(kinds.items())
+    return sorted(kinds.items(), key=lambda item: SERIES_KINDS.index(item[0]))
 
 
 def _title(kind: str) -> str:

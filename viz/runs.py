@@ -234,7 +234,8 @@ class Recorder:
                 name = _free_name(db, name or "run")
                 db.execute(
                     "INSERT INTO runs (id, name, status, pid, host, started, updated, steps, checkpoint, data,"
-                    " data_sha256, seed, granularity, config) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " data_sha256, seed, granularity, config)"
+                    " VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         run_id,
                         name,
@@ -293,7 +294,7 @@ class Recorder:
         pending, self._pending = self._pending, []
         self._last_flush = time.monotonic()
         with _transaction(self.db):
-            for name in {name for name, _, _ in pending} - self._series_ids.keys():
+            for name in dict.fromkeys(name for name, _, _ in pending if name not in self._series_ids):
                 self._series_ids[name] = self._series_id(name)
             self.db.executemany(
                 "INSERT OR REPLACE INTO points VALUES (?, ?, ?)",
