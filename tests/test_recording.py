@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 import statistics
+from pathlib import Path
 
 import pytest
 
 from tests.test_runs import SMALL, interrupt_at, logged_losses, mgx, one_error, train_tiny, workdir  # noqa: F401
 from viz import runs
 from viz.runs import read_series, read_snapshot, series_names, snapshot_steps
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def only_run(db: str = "runs.sqlite") -> runs.RunInfo:
@@ -119,3 +123,24 @@ def test_mgx_plot_writes_the_same_bytes_for_the_same_data_and_refuses_bad_series
     assert "no run named 'zzz'" in one_error(mgx("plot", "--run", "zzz"))
     text = mgx("plot", "loss", "--no-color")
     assert text.exit_code == 0 and "loss" in text.stdout
+
+
+def _readme_block(after: str, language: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index(f"```{language}\n", text.index(after)) + len(language) + 4
+    return text[start : text.index("```", start)]
+
+
+def test_the_readme_queries_read_the_database(workdir) -> None:
+    train_tiny("--steps", "200")
+    run_id = runs.find_run(runs.list_runs("runs.sqlite"), "model").id
+    steps, losses = read_series("runs.sqlite", run_id, "loss")
+    with sqlite3.connect("runs.sqlite") as db:
+        rows = db.execute(_readme_block("From the `sqlite3` shell", "sql")).fetchall()
+    assert rows == [(100, losses[99]), (200, losses[199])]
+    pandas = pytest.importorskip("pandas", reason="pandas (the test extra) runs the README's pandas query")
+    namespace: dict = {}
+    exec(_readme_block("From pandas", "python"), namespace)
+    table = namespace["table"]
+    assert list(table.index) == steps and list(table["loss"]) == losses
+    assert "update_ratio:wte" in table.columns and pandas is not None
