@@ -405,6 +405,21 @@ def plot(
     run_plot(specs=series or [], run_keys=run or [], runs_path=runs_path, out=out, smooth=smooth, no_color=no_color)
 
 
+@app.command(cls=Command)
+@user_errors
+def health(
+    checkpoint: CheckpointOption = None,
+    data: DataOption = None,
+    docs: Annotated[int, typer.Option(help="Documents to run the model on, in the run's training order.")] = 200,
+    runs_path: RunsOption = Path("runs.sqlite"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of text.")] = False,
+) -> None:
+    """Dead ReLU units, collapsed heads, vanishing or exploding grads, update ratios off the band, the initial loss."""
+    from cli.health_cmd import run_health
+
+    run_health(checkpoint=checkpoint, data=data, docs=docs, runs_path=runs_path, as_json=as_json)
+
+
 def run() -> None:
     """The ``mgx`` entry point: Ctrl-C before a command's body runs (typer's parsing) is one
     line and exit 130; inside the body, the command's own handling applies (cli.output)."""

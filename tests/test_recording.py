@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_runs import SMALL, interrupt_at, logged_losses, mgx, one_error, train_tiny, workdir  # noqa: F401
+from tests.test_runs import SMALL, interrupt_at, logged_losses, mgx, one_error, train_tiny
 from viz import runs
 from viz.runs import read_series, read_snapshot, series_names, snapshot_steps
 

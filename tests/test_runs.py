@@ -17,18 +17,11 @@ import cli.train_cmd
 from cli.main import app
 from microgpt import checkpoint as ckpt_io
 from microgpt.train import AdamConfig, TrainState, start_run, train
+from tests.conftest import TINY_DOCS
 
 runner = CliRunner()
-TINY_DOCS = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia"]
 SMALL = ["--n-embd", "8", "--n-head", "2", "--block-size", "8"]
 TINY_CONFIG = {"n_embd": 8, "n_head": 2, "block_size": 8}
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "tiny.txt").write_text("\n".join(TINY_DOCS) + "\n")
-    return tmp_path
 
 
 def mgx(*args: str):

@@ -176,3 +176,10 @@ def test_head_entropy_is_1_for_uniform_and_0_for_one_hot_attention() -> None:
 def test_dead_fraction_counts_units_never_above_zero() -> None:
     rows = [[-1.0, 0.0, 2.0, -3.0], [-0.5, 0.0, -1.0, 0.1]]
     assert dynamics.dead_fraction(rows) == 0.5  # units 0 and 1
+
+
+def test_series_of_huge_weights_do_not_overflow() -> None:
+    before = [1e300, -1e300, 3e299]
+    after = [1.5e300, -1e300, 1e299]
+    assert dynamics.std(after) == pytest.approx(statistics.pstdev([x / 1e300 for x in after]) * 1e300)
+    assert math.isfinite(dynamics.update_ratio(before, after))

@@ -37,8 +37,11 @@ def std(xs: Sequence[float], norm: float | None = None) -> float:
     if n == 0:
         return math.nan
     norm = math.hypot(*xs) if norm is None else norm
-    mean = sum(xs) / n
-    return math.sqrt(max(0.0, (norm / math.sqrt(n)) ** 2 - mean * mean)) if math.isfinite(norm) else math.nan
+    rms = norm / math.sqrt(n)
+    if rms == 0 or not math.isfinite(rms):
+        return 0.0 if rms == 0 else math.nan
+    mean = math.fsum(xs) / n
+    return rms * math.sqrt(max(0.0, 1 - (mean / rms) ** 2))  # in units of rms: no square overflows
 
 
 def update_ratio(before: Sequence[float], after: Sequence[float], after_norm: float | None = None) -> float:
