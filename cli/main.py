@@ -420,6 +420,30 @@ def health(
     run_health(checkpoint=checkpoint, data=data, docs=docs, runs_path=runs_path, as_json=as_json)
 
 
+diff_app = typer.Typer(
+    cls=Group, no_args_is_help=True, help="Compare two sets of weights (or, soon, two graphs) scalar by scalar."
+)
+app.add_typer(diff_app, name="diff")
+
+
+@diff_app.command("weights", cls=Command)
+@user_errors
+def diff_weights(
+    a: Annotated[str, typer.Argument(help="A checkpoint file, or RUN@STEP: a snapshot of a recorded run.")],
+    b: Annotated[str, typer.Argument(help="The other side, the same way.")],
+    pattern: Annotated[
+        str | None, typer.Option(help="Only the weights this tag pattern selects: attn.wq, mlp.fc1[3,*] ...")
+    ] = None,
+    top: Annotated[int, typer.Option(help="Largest changed elements listed, per matrix and overall.")] = 10,
+    runs_path: RunsOption = Path("runs.sqlite"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of the table.")] = False,
+) -> None:
+    """Per weight matrix: the norms of each side and of the change, the largest changes by tag, Adam's moments."""
+    from cli.diff_cmd import run_diff_weights
+
+    run_diff_weights(a=a, b=b, pattern=pattern, top=top, runs_path=runs_path, as_json=as_json)
+
+
 def run() -> None:
     """The ``mgx`` entry point: Ctrl-C before a command's body runs (typer's parsing) is one
     line and exit 130; inside the body, the command's own handling applies (cli.output)."""
