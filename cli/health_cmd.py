@@ -14,7 +14,7 @@ from cli.common import load_model
 from cli.output import console, fail, info, plural
 
 
-def _documents(loaded, data: Path | None) -> tuple[list[str], str]:
+def documents_of(loaded, data: Path | None) -> tuple[list[str], str]:
     """The documents to look at: the run's own data when the checkpoint names one that is
     here, else --data or the default data set; in the run's training order."""
     from microgpt.data import EMBEDDED_SOURCE, embedded_documents, find_dataset, load_documents
@@ -41,7 +41,7 @@ def run_health(*, checkpoint: Path | None, data: Path | None, docs: int, runs_pa
     if docs < 1:
         fail(f"--docs must be 1 or more, got {docs}")
     loaded = load_model(checkpoint, data)
-    all_docs, source = _documents(loaded, data)
+    all_docs, source = documents_of(loaded, data)
     tokenizer = loaded.tokenizer
     unknown = sorted({ch for doc in all_docs[:docs] for ch in doc} - set(tokenizer.chars))
     if unknown:

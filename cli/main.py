@@ -420,6 +420,53 @@ def health(
     run_health(checkpoint=checkpoint, data=data, docs=docs, runs_path=runs_path, as_json=as_json)
 
 
+@app.command(cls=Command)
+@user_errors
+def patch(
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="PATTERN=VALUE: every selected element takes VALUE.")
+    ] = None,
+    scale: Annotated[
+        list[str] | None, typer.Option(help="PATTERN=FACTOR: every selected element times FACTOR.")
+    ] = None,
+    mean: Annotated[
+        list[str] | None, typer.Option(help="PATTERN: each selected element takes its mean over --docs documents.")
+    ] = None,
+    from_: Annotated[
+        list[str] | None,
+        typer.Option("--from", help="WORD:PATTERN: each selected element takes its value in WORD's graph."),
+    ] = None,
+    docs: Annotated[int, typer.Option(help="Documents the --mean is taken over.")] = 50,
+    backward: Annotated[bool, typer.Option("--backward", help="Also show the grads after the edit.")] = False,
+    top: Annotated[int, typer.Option(help="Next tokens and changed nodes shown.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of text.")] = False,
+    checkpoint: CheckpointOption = None,
+    data: DataOption = None,
+    word: WordOption = None,
+    pos: PosOption = None,
+    token: TokenOption = None,
+    target: TargetOption = None,
+    granularity: GranularityOption = "fused",
+) -> None:
+    """Replay the graph of one token with edits (set, scale, mean- or activation-patch) and show what changed."""
+    from cli.patch_cmd import run_patch
+    from viz.patch import Edit
+
+    edits = [Edit.assignment("set", text) for text in set_ or []]
+    edits += [Edit.assignment("scale", text) for text in scale or []]
+    edits += [Edit("mean", pattern) for pattern in mean or []]
+    edits += [Edit.activation(text) for text in from_ or []]
+    run_patch(
+        choice=TokenChoice(checkpoint, data, word, pos, token, target, granularity),
+        edits=edits,
+        docs=docs,
+        backward=backward,
+        top=top,
+        as_json=as_json,
+        data_for_mean=data,
+    )
+
+
 diff_app = typer.Typer(
     cls=Group, no_args_is_help=True, help="Compare two sets of weights (or, soon, two graphs) scalar by scalar."
 )
