@@ -96,3 +96,102 @@ def _print(diff: WeightsDiff) -> None:
         for c in diff.largest:
             console.print(Text(f"  {c.tag:<{width}}  {_num(c.a):>10} → {_num(c.b):<10} ({c.delta:+.4g})"))
     info("norms are 2-norms over the selected elements; --json has every number")
+
+
+def _edit_of(text: str):
+    """``--patch-b``: set:PATTERN=VALUE, scale:PATTERN=FACTOR, mean:PATTERN or from:WORD:PATTERN."""
+    from viz.patch import Edit
+
+    kind, sep, rest = text.partition(":")
+    if not sep or kind not in ("set", "scale", "mean", "from"):
+        fail(
+            f"--patch-b {text!r} is not an edit: write set:PATTERN=VALUE, scale:PATTERN=FACTOR, mean:PATTERN "
+            "or from:WORD:PATTERN (e.g. set:layer0.attn.h2.out=0)"
+        )
+    if kind in ("set", "scale"):
+        return Edit.assignment(kind, rest)
+    return Edit("mean", rest) if kind == "mean" else Edit.activation(rest)
+
+
+def _columns(trace) -> tuple[list[str], list[float], list[float]]:
+    """Ids, data and grads, read at once: a later graph of the same model zeroes its weights' grads."""
+    return list(trace.ids), [n.data for n in trace.nodes], [n.grad for n in trace.nodes]
+
+
+def run_diff_graph(*, choice, b: dict, patch_b: str | None, tolerance: float, top: int, as_json: bool) -> None:
+    from dataclasses import replace
+
+    from cli.common import build_token_graph
+    from viz.diff import diff_graphs
+
+    if tolerance < 0:
+        fail(f"--tolerance must be 0 or more, got {tolerance}")
+    given_b = {key: value for key, value in b.items() if value is not None}
+    if patch_b is not None and given_b:
+        fail("--patch-b compares a graph with its own patched replay: give it without other -b options")
+    if patch_b is None and not given_b:
+        fail("side B is side A: give --checkpoint-b, --word-b, --pos-b, --token-b, --target-b or --patch-b")
+    edit = None if patch_b is None else _edit_of(patch_b)
+    built_a = build_token_graph(choice)
+    trace_a = built_a.trace
+    ids_a, data_a, grad_a = _columns(trace_a)
+    groups_a = [trace_a.group_of(i) for i in range(len(ids_a))]
+    label_a = _label(built_a)
+    if edit is not None:
+        from viz.patch import apply_edits
+
+        result = apply_edits(trace_a, [edit], _no_mean_or_from, backward=True)
+        ids_b, data_b, grad_b, label_b = ids_a, result.after, result.grads_after, f"{label_a} with {edit}"
+    else:
+        choice_b = replace(choice, **given_b)
+        built_b = build_token_graph(choice_b)
+        ids_b, data_b, grad_b = _columns(built_b.trace)
+        label_b = _label(built_b)
+    diff = diff_graphs(label_a, label_b, ids_a, ids_b, groups_a, data_a, data_b, grad_a, grad_b, tolerance)
+    if as_json:
+        console.print_json(json.dumps(diff.to_json(), allow_nan=False))
+        return
+    _print_graph_diff(diff, top)
+
+
+def _within(group: str, node: str) -> str:
+    """A node's id as seen from inside its group: ``[3]`` for ``layer0.attn.h0.q[3]@pos2``."""
+    path, _, pos = group.partition("@")
+    if node.startswith(path):
+        rest = node[len(path) :]
+        return rest.replace(f"@{pos}", "") if pos else rest
+    return node
+
+
+def _no_mean_or_from(edit, nodes):
+    fail(f"--patch-b {edit} needs documents or another word: use mgx patch for it, or set:/scale: here")
+
+
+def _label(built) -> str:
+    spec = built.spec
+    return f"{built.loaded.description}, {spec.word!r} at position {spec.pos}"
+
+
+def _print_graph_diff(diff, top: int) -> None:
+    console.print(Text(f"A {diff.a}"))
+    console.print(Text(f"B {diff.b}"))
+    console.print(Text(f"{diff.matched:,} nodes matched by id"))
+    for side, nodes in (("A", diff.only_a), ("B", diff.only_b)):
+        if nodes:
+            shown = ", ".join(nodes[:5]) + (f" … ({len(nodes):,} in all)" if len(nodes) > 5 else "")
+            console.print(Text(f"only in {side}: {shown}", style="yellow"))
+    if diff.identical:
+        console.print(Text("no node differs: every matched node has the same data and grad", style="green"))
+        return
+    if diff.first is not None:
+        f = diff.first
+        console.print(Text(f"first difference (graph order): {f.node}  {_num(f.a)} → {_num(f.b)}", style="bold"))
+    table = _table("tensor", "nodes", "max |Δdata|", "where", "max |Δgrad|", "where")
+    for g in diff.groups[:top]:
+        cells = []
+        for change in (g.data, g.grad):
+            cells += ["", ""] if change is None else [_num(change.size), Text(_within(g.group, change.node))]
+        table.add_row(Text(g.group), str(g.nodes), *cells)
+    console.print(table)
+    if len(diff.groups) > top:
+        info(f"{len(diff.groups) - top} more tensors differ: --top N shows more, --json all")

@@ -468,7 +468,7 @@ def patch(
 
 
 diff_app = typer.Typer(
-    cls=Group, no_args_is_help=True, help="Compare two sets of weights (or, soon, two graphs) scalar by scalar."
+    cls=Group, no_args_is_help=True, help="Compare two sets of weights, or two graphs, scalar by scalar."
 )
 app.add_typer(diff_app, name="diff")
 
@@ -489,6 +489,42 @@ def diff_weights(
     from cli.diff_cmd import run_diff_weights
 
     run_diff_weights(a=a, b=b, pattern=pattern, top=top, runs_path=runs_path, as_json=as_json)
+
+
+@diff_app.command("graph", cls=Command)
+@user_errors
+def diff_graph(
+    checkpoint: CheckpointOption = None,
+    data: DataOption = None,
+    word: WordOption = None,
+    pos: PosOption = None,
+    token: TokenOption = None,
+    target: TargetOption = None,
+    granularity: GranularityOption = "fused",
+    checkpoint_b: Annotated[Path | None, typer.Option(help="Side B's checkpoint (default: A's).")] = None,
+    word_b: Annotated[str | None, typer.Option(help="Side B's word (default: A's).")] = None,
+    pos_b: Annotated[int | None, typer.Option(help="Side B's position (default: A's).")] = None,
+    token_b: Annotated[str | None, typer.Option(help="Side B's token (default: A's).")] = None,
+    target_b: Annotated[str | None, typer.Option(help="Side B's target (default: A's).")] = None,
+    patch_b: Annotated[
+        str | None, typer.Option(help="Side B is A replayed with this edit: set:PATTERN=VALUE or scale:PATTERN=FACTOR.")
+    ] = None,
+    tolerance: Annotated[float, typer.Option(help="Relative difference below which two values count as equal.")] = 0.0,
+    top: Annotated[int, typer.Option(help="Tensors listed, largest difference first.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of the table.")] = False,
+) -> None:
+    """Two token graphs node by node (matched by id): two checkpoints, two tokens or words, or a patched replay."""
+    from cli.diff_cmd import run_diff_graph
+
+    b = {"checkpoint": checkpoint_b, "word": word_b, "pos": pos_b, "token": token_b, "target": target_b}
+    run_diff_graph(
+        choice=TokenChoice(checkpoint, data, word, pos, token, target, granularity),
+        b=b,
+        patch_b=patch_b,
+        tolerance=tolerance,
+        top=top,
+        as_json=as_json,
+    )
 
 
 def run() -> None:

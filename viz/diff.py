@@ -177,3 +177,123 @@ def matrices_of(flat: list[float], shapes: dict[str, tuple[int, int]]) -> Matric
         out[name] = [flat[start + r * cols : start + (r + 1) * cols] for r in range(rows)]
         start += rows * cols
     return out
+
+
+# -- two graphs -----------------------------------------------------------------------------
+
+
+@dataclass
+class NodeChange:
+    node: str  # the stable id
+    a: float
+    b: float
+
+    @property
+    def size(self) -> float:
+        d = abs(self.b - self.a)
+        return math.inf if math.isnan(d) else d
+
+
+@dataclass
+class GroupDiff:
+    group: str  # the tag group (tensor), e.g. layer0.attn.h0.q@pos2
+    nodes: int  # matched on both sides
+    data: NodeChange | None  # its largest |Δdata| (None: no difference)
+    grad: NodeChange | None
+
+
+@dataclass
+class GraphDiff:
+    a: str
+    b: str
+    matched: int
+    only_a: list[str]
+    only_b: list[str]
+    groups: list[GroupDiff]  # groups with a difference, largest |Δdata| first
+    first: NodeChange | None  # the first node, in A's graph order, whose data differs beyond the tolerance
+    tolerance: float
+
+    @property
+    def identical(self) -> bool:
+        return not self.only_a and not self.only_b and not self.groups
+
+    def to_json(self) -> dict:
+        def change(c: NodeChange | None) -> dict | None:
+            if c is None:
+                return None
+            return {
+                "node": c.node,
+                "a": to_json_number(c.a),
+                "b": to_json_number(c.b),
+                "delta": to_json_number(c.b - c.a),
+            }
+
+        return {
+            "a": self.a,
+            "b": self.b,
+            "matched": self.matched,
+            "only_a": self.only_a,
+            "only_b": self.only_b,
+            "tolerance": self.tolerance,
+            "first_difference": change(self.first),
+            "identical": self.identical,
+            "groups": [
+                {"group": g.group, "nodes": g.nodes, "data": change(g.data), "grad": change(g.grad)}
+                for g in self.groups
+            ],
+        }
+
+
+def _differs(x: float, y: float, tolerance: float) -> bool:
+    if math.isnan(x) or math.isnan(y):
+        return math.isnan(x) != math.isnan(y)
+    if x == y:
+        return False
+    return not abs(x - y) <= tolerance * max(1.0, abs(x), abs(y))
+
+
+def diff_graphs(
+    a: str,
+    b: str,
+    ids_a: list[str],
+    ids_b: list[str],
+    groups_a: list[str],
+    data_a: list[float],
+    data_b: list[float],
+    grad_a: list[float],
+    grad_b: list[float],
+    tolerance: float = 0.0,
+) -> GraphDiff:
+    """Two graphs' nodes matched by their stable ids; side A's order and tag groups lead.
+    ``tolerance`` is relative (to the larger magnitude, at least 1): 0 reports any difference."""
+    index_b = {node_id: i for i, node_id in enumerate(ids_b)}
+    matched = 0
+    first = None
+    by_group: dict[str, list] = {}
+    for i, node_id in enumerate(ids_a):
+        j = index_b.get(node_id)
+        if j is None:
+            continue
+        matched += 1
+        entry = by_group.setdefault(groups_a[i], [0, None, None])
+        entry[0] += 1
+        if _differs(data_a[i], data_b[j], tolerance):
+            change = NodeChange(node_id, data_a[i], data_b[j])
+            if first is None:
+                first = change
+            if entry[1] is None or change.size > entry[1].size:
+                entry[1] = change
+        if _differs(grad_a[i], grad_b[j], tolerance):
+            change = NodeChange(node_id, grad_a[i], grad_b[j])
+            if entry[2] is None or change.size > entry[2].size:
+                entry[2] = change
+    groups = [
+        GroupDiff(group, n, data, grad)
+        for group, (n, data, grad) in by_group.items()
+        if data is not None or grad is not None
+    ]
+    groups.sort(key=lambda g: (-(g.data.size if g.data else 0.0), -(g.grad.size if g.grad else 0.0), g.group))
+    ids_a_set = set(ids_a)
+    only_a = [node_id for node_id in ids_a if node_id not in index_b]
+    only_b = [node_id for node_id in ids_b if node_id not in ids_a_set]
+    return GraphDiff(a, b, matched, only_a, only_b, groups, first, tolerance)
