@@ -183,3 +183,9 @@ def test_series_of_huge_weights_do_not_overflow() -> None:
     after = [1.5e300, -1e300, 1e299]
     assert dynamics.std(after) == pytest.approx(statistics.pstdev([x / 1e300 for x in after]) * 1e300)
     assert math.isfinite(dynamics.update_ratio(before, after))
+
+
+def test_a_seed_beyond_64_bits_is_kept(tmp_path: Path) -> None:
+    db = tmp_path / "runs.sqlite"
+    runs.Recorder.start(db, run_id="big", steps=1, config={}, seed=10**30).finish("finished")
+    assert runs.list_runs(db)[0].seed == 10**30

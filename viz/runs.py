@@ -139,6 +139,11 @@ def _loaded(x: float | None) -> float:
     return math.nan if x is None else x
 
 
+def _seed_stored(seed: int | None) -> int | str | None:
+    """SQLite's integers have 64 bits; a larger seed (Python allows any) is kept as its digits."""
+    return seed if seed is None or -(2**63) <= seed < 2**63 else str(seed)
+
+
 # -- writing ------------------------------------------------------------------------------
 
 
@@ -247,7 +252,7 @@ class Recorder:
                         checkpoint,
                         data,
                         data_sha256,
-                        seed,
+                        _seed_stored(seed),
                         granularity,
                         json.dumps(config, sort_keys=True),
                     ),
@@ -365,6 +370,7 @@ def list_runs(path: str | Path) -> list[RunInfo]:
         out = []
         for row in db.execute("SELECT * FROM runs ORDER BY started, id"):
             info = RunInfo(**{k: row[k] for k in _RUN_FIELDS}, config=json.loads(row["config"]))
+            info.seed = None if info.seed is None else int(info.seed)
             info.status = _status(row)
             loss = losses.get(row["id"])
             if loss is not None:
