@@ -56,7 +56,7 @@ CREATE TABLE IF NOT EXISTS runs (
     checkpoint TEXT,
     data TEXT,
     data_sha256 TEXT,
-    seed INTEGER,
+    seed TEXT,  -- its digits: a Python seed may exceed SQLite's 64-bit integers
     granularity TEXT,
     config TEXT NOT NULL
 );
@@ -139,9 +139,9 @@ def _loaded(x: float | None) -> float:
     return math.nan if x is None else x
 
 
-def _seed_stored(seed: int | None) -> int | str | None:
-    """SQLite's integers have 64 bits; a larger seed (Python allows any) is kept as its digits."""
-    return seed if seed is None or -(2**63) <= seed < 2**63 else str(seed)
+def _seed_stored(seed: int | None) -> str | None:
+    """SQLite's integers have 64 bits and a Python seed may have more: it is kept as its digits."""
+    return None if seed is None else str(seed)
 
 
 # -- writing ------------------------------------------------------------------------------
