@@ -407,6 +407,24 @@ def plot(
 
 @app.command(cls=Command)
 @user_errors
+def attention(
+    word: WordOption = None,
+    checkpoint: CheckpointOption = None,
+    data: DataOption = None,
+    granularity: GranularityOption = "fused",
+    out: Annotated[
+        Path | None, typer.Option("-o", "--out", help="Write a .png or .svg (default: coloured cells in the terminal).")
+    ] = None,
+    no_color: Annotated[bool, typer.Option("--no-color", help="Plain text, no colours.")] = False,
+) -> None:
+    """Every head's attention weights over a name: queries × keys, labelled with the characters."""
+    from cli.runs_cmd import run_attention
+
+    run_attention(checkpoint=checkpoint, data=data, word=word, granularity=granularity, out=out, no_color=no_color)
+
+
+@app.command(cls=Command)
+@user_errors
 def health(
     checkpoint: CheckpointOption = None,
     data: DataOption = None,

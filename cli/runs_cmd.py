@@ -97,3 +97,25 @@ def run_plot(
     title = ", ".join(dict.fromkeys(line.run for line in lines))
     write_atomic(out, figure_bytes(lines, out.suffix.lower()[1:], smooth=smooth, title=title))
     info(f"wrote {out}: {plural(len(lines), 'series', 'series')} of {title}")
+
+
+def run_attention(*, checkpoint, data, word: str | None, granularity: str, out: Path | None, no_color: bool) -> None:
+    from cli.common import check_granularity, load_model
+    from cli.output import check_writable, fail, info
+    from microgpt.files import write_atomic
+    from microgpt.graph import DEFAULT_WORD
+    from viz.attention import word_attention
+    from viz.plots import PLOT_SUFFIXES, attention_figure_bytes, attention_text
+
+    check_granularity(granularity)
+    if out is not None:
+        if out.suffix.lower() not in PLOT_SUFFIXES:
+            fail(f"cannot draw to {out}: give -o a name ending in .png or .svg (e.g. attention.png)")
+        check_writable(out, "-o", "attention.png")
+    loaded = load_model(checkpoint, data)
+    attention = word_attention(loaded.model, loaded.tokenizer, DEFAULT_WORD if word is None else word, granularity)
+    if out is None:
+        console.print(attention_text(attention, color=not no_color))
+        return
+    write_atomic(out, attention_figure_bytes(attention, out.suffix.lower()[1:]))
+    info(f"wrote {out}: {plural(len(attention.heads), 'head')} over {attention.word!r}")

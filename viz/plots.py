@@ -158,3 +158,74 @@ def terminal_plot(lines: Sequence[Line], *, width: int, height: int, smooth: int
         plotext.title(_title(kind) if kind != "loss" else f"loss (moving average over {smooth} steps)")
         out.append(plotext.build())
     return "\n".join(out)
+
+
+# -- attention ------------------------------------------------------------------------------
+
+
+def attention_figure_bytes(attention, fmt: str, title: str = "") -> bytes:
+    """Every head's weights as a heatmap (queries down, keys across, the characters as
+    labels), layers as rows of the figure and heads as columns."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers = sorted({head.head.split(".")[0] for head in attention.heads})
+    per_layer = len(attention.heads) // len(layers)
+    n = len(attention.labels)
+    size = 1.0 + 0.28 * n
+    with matplotlib.rc_context({"svg.hashsalt": "mgx", "font.size": 8}):
+        fig, axes = plt.subplots(
+            len(layers), per_layer, figsize=(size * per_layer + 1.2, size * len(layers) + 0.6), squeeze=False
+        )
+        image = None
+        for ax, head in zip(axes.flat, attention.heads):
+            grid = [[row[k] if k < len(row) else math.nan for k in range(n)] for row in head.rows]
+            image = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="Blues")
+            ax.set_title(head.head, fontsize=8)
+            ax.set_xticks(range(n), attention.labels, fontsize=7)
+            ax.set_yticks(range(n), attention.labels, fontsize=7)
+            ax.set_xlabel("key", fontsize=7)
+            ax.set_ylabel("query", fontsize=7)
+        fig.suptitle(title or f"attention over {attention.word!r}", x=0.01, ha="left")
+        fig.tight_layout()
+        if image is not None:
+            fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="weight")
+        metadata = {"Date": None} if fmt == "svg" else {"Software": None}
+        out = io.BytesIO()
+        fig.savefig(out, format=fmt, metadata=metadata, dpi=100)
+        plt.close(fig)
+    return out.getvalue()
+
+
+def attention_text(attention, color: bool = True):
+    """Every head as rows of coloured cells (rich Text): each cell the weight in hundredths."""
+    from rich.text import Text
+
+    width = max(3, *(len(label) for label in attention.labels)) + 1
+    out = Text()
+    for head in attention.heads:
+        out.append(f"{head.head}  (query ↓, key →, weight ×100)\n", style="bold")
+        out.append(" " * width + "".join(f"{label:>4}" for label in attention.labels) + "\n")
+        for label, row in zip(attention.labels, head.rows):
+            out.append(f"{label:>{width - 1}} ")
+            for w in row:
+                cell = " nan" if math.isnan(w) else f"{round(w * 100):4d}"
+                style = _shade(w) if color else ""
+                out.append(cell, style=style)
+            out.append("\n")
+        out.append("\n")
+    return out
+
+
+def _shade(weight: float) -> str:
+    """A blue background as deep as the weight (white text on the deeper half)."""
+    if math.isnan(weight):
+        return "bold red"
+    level = max(0.0, min(1.0, weight))
+    r, g = round(235 - 200 * level), round(240 - 150 * level)
+    text = "white" if level > 0.5 else "black"
+    return f"{text} on rgb({r},{g},255)"
