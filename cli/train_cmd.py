@@ -15,6 +15,7 @@ import signal
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cli.common import check_granularity
 from cli.output import check_writable, console, err_console, fail, info, plural
@@ -24,6 +25,9 @@ from microgpt.errors import MicrogptError
 from microgpt.files import target_problem
 from microgpt.model import GPTConfig
 from microgpt.train import AdamConfig, Diverged, TrainState, start_run, train
+
+if TYPE_CHECKING:
+    from viz.runs import StepRecorder
 
 # What a new run uses when an option is not given (the help texts say the same).
 DEFAULT_STEPS = 1000
@@ -330,43 +334,8 @@ def _origin_report(ckpt: ckpt_io.Checkpoint, e: Diverged) -> list[str]:
     return forward_lines(trace, forward_origin(trace)) + backward_lines(trace, backward_origin(trace))
 
 
-class _Recorder:
-    """Records each step's series, and a snapshot every ``snapshot_every`` steps and at the end."""
-
-    def __init__(self, db, session: Session, snapshot_every: int) -> None:
-        from microgpt.model import weight_shapes
-        from viz.dynamics import flat_slices
-
-        self.db, self.state = db, session.ckpt.state
-        self.shapes = weight_shapes(session.ckpt.model.config)
-        self.slices = flat_slices(self.shapes)
-        self.snapshot_every = snapshot_every
-        self.last = None  # the last step's detail, and whether it has its snapshot
-        self.last_snapshotted = True
-
-    def on_detail(self, detail) -> None:
-        from viz.dynamics import step_series
-
-        self.db.add(detail.step, step_series(detail, self.slices))
-        self.last, self.last_snapshotted = detail, False
-        if detail.step % self.snapshot_every == 0:
-            self._snapshot()
-
-    def _snapshot(self) -> None:
-        from viz.dynamics import snapshot
-
-        d = self.last
-        self.db.snapshot(d.step, snapshot(self.shapes, data=d.after, grad=d.grads, m=self.state.m, v=self.state.v))
-        self.last_snapshotted = True
-
-    def finish(self, status: str) -> None:
-        if self.last is not None and not self.last_snapshotted:
-            self._snapshot()
-        self.db.finish(status)
-
-
-def _start_recording(session: Session, out: Path, recording: Recording) -> _Recorder:
-    from viz.runs import Recorder
+def _start_recording(session: Session, out: Path, recording: Recording) -> StepRecorder:
+    from viz.runs import Recorder, StepRecorder
 
     ckpt = session.ckpt
     config = {name: getattr(ckpt.model.config, name) for name in (*_CONFIG_NAMES, "vocab_size")}
@@ -385,15 +354,15 @@ def _start_recording(session: Session, out: Path, recording: Recording) -> _Reco
         resume_from=ckpt.state.step,
     )
     info(f"recording every step in {recording.path} as run {db.name} (mgx plot --run {db.name}; --no-record to skip)")
-    return _Recorder(db, session, recording.snapshot_every)
+    return StepRecorder(db, ckpt.model.config, ckpt.state, recording.snapshot_every)
 
 
-def _finish(recorder: _Recorder | None, status: str) -> None:
+def _finish(recorder: StepRecorder | None, status: str) -> None:
     if recorder is not None:
         recorder.finish(status)
 
 
-def _train(session: Session, out: Path, log_every: int, recorder: _Recorder | None = None) -> None:
+def _train(session: Session, out: Path, log_every: int, recorder: StepRecorder | None = None) -> None:
     ckpt = session.ckpt
     state, steps = ckpt.state, ckpt.steps
     from rich.progress import (

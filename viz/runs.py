@@ -14,7 +14,8 @@ at chosen steps. The schema (README, "The runs database"):
                                                 little-endian (``array('d')``)
 
 Several runs may write one database at once: each write is one short transaction, and a
-writer waits (up to a minute) for another's lock instead of failing. Times are Unix seconds.
+writer waits (up to a minute) for another's lock instead of failing. Points and snapshots
+are written in batches, a transaction a second. Times are Unix seconds.
 """
 
 from __future__ import annotations
@@ -98,6 +99,12 @@ def connect(path: str | Path, *, create: bool) -> sqlite3.Connection:
         # isolation_level=None: transactions are begun explicitly (BEGIN IMMEDIATE), so a
         # writer takes the lock before it reads and two writers never deadlock.
         db = sqlite3.connect(path, timeout=LOCK_WAIT_SECONDS, isolation_level=None)
+        if create:
+            # Write-ahead logging: a commit appends to runs.sqlite-wal without waiting for the
+            # disk (synchronous NORMAL), so recording costs a step little, and readers never
+            # block the writers. A crash can lose the last second of points, never corrupt.
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
         with _transaction(db, write=create):
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             version = db.execute("PRAGMA user_version").fetchone()[0]
@@ -210,6 +217,7 @@ class Recorder:
     flush_every: float = 1.0
     _series_ids: dict[str, int] = field(default_factory=dict)
     _pending: list[tuple[str, int, float]] = field(default_factory=list)
+    _pending_snapshots: list[tuple] = field(default_factory=list)
     _last_flush: float = field(default_factory=time.monotonic)
 
     @classmethod
@@ -292,13 +300,14 @@ class Recorder:
                     flat.byteswap()
                 n_cols = len(values[0]) if values else 0
                 rows.append((self.run_id, step, matrix, kind, len(values), n_cols, flat.tobytes()))
-        with _transaction(self.db):
-            self.db.executemany("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+        self._pending_snapshots.extend(rows)
 
     def flush(self) -> None:
         pending, self._pending = self._pending, []
+        snapshots, self._pending_snapshots = self._pending_snapshots, []
         self._last_flush = time.monotonic()
         with _transaction(self.db):
+            self.db.executemany("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?)", snapshots)
             for name in dict.fromkeys(name for name, _, _ in pending if name not in self._series_ids):
                 self._series_ids[name] = self._series_id(name)
             self.db.executemany(
@@ -323,6 +332,44 @@ class Recorder:
                 (status, now, now, self.run_id),
             )
         self.db.close()
+
+
+class StepRecorder:
+    """What ``mgx train`` records of each step (``train(on_detail=...)``): the series of
+    viz.dynamics, and a snapshot every ``snapshot_every`` steps and at the end."""
+
+    def __init__(self, db: Recorder, config, state, snapshot_every: int = 50) -> None:
+        from microgpt.model import weight_shapes
+        from viz.dynamics import flat_slices
+
+        self.db, self.state = db, state  # state: the TrainState, whose moments a snapshot keeps
+        self.shapes = weight_shapes(config)
+        self.slices = flat_slices(self.shapes)
+        self.snapshot_every = snapshot_every
+        self.last = None  # the last step: (step, weights, grads)
+        self.last_snapshotted = True
+
+    def on_detail(self, detail) -> None:
+        from viz.dynamics import step_series
+
+        self.db.add(detail.step, step_series(detail, self.slices))
+        # Only numbers are kept: the detail holds the step's graph, which must be freed now.
+        self.last, self.last_snapshotted = (detail.step, detail.after, detail.grads), False
+        if detail.step % self.snapshot_every == 0:
+            self._snapshot()
+
+    def _snapshot(self) -> None:
+        from viz.dynamics import snapshot
+
+        step, data, grads = self.last
+        self.db.snapshot(step, snapshot(self.shapes, data=data, grad=grads, m=self.state.m, v=self.state.v))
+        self.last_snapshotted = True
+
+    def finish(self, status: str) -> None:
+        """Snapshot the last step if it has none yet, write what is buffered, set the status."""
+        if self.last is not None and not self.last_snapshotted:
+            self._snapshot()
+        self.db.finish(status)
 
 
 def _free_name(db: sqlite3.Connection, wanted: str) -> str:
