@@ -33,6 +33,7 @@ from typing import Any
 from microgpt import scope as _scope
 
 Number = int | float
+Vector = list["Value"]
 
 
 # -- IEEE-754 arithmetic ------------------------------------------------------------------
@@ -379,23 +380,18 @@ def _relabel(node: Value, op: Op) -> Value:
 def dot(ws: Sequence[Value], xs: Sequence[Value]) -> Value:
     """Fused Σ wᵢ·xᵢ: one node whose children are the ws then the xs, and whose local
     derivatives are the other operand's data. Accumulates left to right from 0."""
-    if len(ws) != len(xs):
-        raise ValueError(f"dot of vectors of different lengths ({len(ws)} and {len(xs)})")
-    w_data = [w.data for w in ws]
-    x_data = [x.data for x in xs]
-    data = _left_to_right(map(mul, w_data, x_data))
-    return Value(data, (*ws, *xs), (*x_data, *w_data), DOT)
+    return dots([ws], xs)[0]
 
 
-def dots(rows: Sequence[Sequence[Value]], xs: Sequence[Value]) -> list[Value]:
-    """Fused W·x: ``[dot(row, xs) for row in rows]``, reading the xs' data once, not per row."""
+def dots(rows: Sequence[Sequence[Value]], xs: Sequence[Value], rows_data: list[list[Number]] | None = None) -> Vector:
+    """Fused W·x: ``[dot(row, xs) for row in rows]``, reading the xs' data once, not per row
+    (and the rows' data not at all if the caller has read it: ``rows_data``)."""
     x_data = [x.data for x in xs]
     xs = tuple(xs)
     out = []
-    for ws in rows:
+    for ws, w_data in zip(rows, rows_data or [[w.data for w in ws] for ws in rows]):
         if len(ws) != len(xs):
             raise ValueError(f"dot of vectors of different lengths ({len(ws)} and {len(xs)})")
-        w_data = [w.data for w in ws]
         out.append(Value(_left_to_right(map(mul, w_data, x_data)), (*ws, *xs), (*x_data, *w_data), DOT))
     return out
 

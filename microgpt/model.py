@@ -66,6 +66,9 @@ class KVCache:
     n_layer: int
     keys: list[list[Vector]] = field(init=False)
     values: list[list[Vector]] = field(init=False)
+    # The weights' data by matrix name, read at the first position: nothing changes a weight
+    # during a forward pass, and fused dot products read every row at every position.
+    weight_data: dict[str, list[list[float]]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.keys = [[] for _ in range(self.n_layer)]
@@ -125,12 +128,22 @@ class GPT:
             for layer in range(c.n_layer):
                 with scope(f"layer{layer}"):
                     x = self._attention(layer, x, cache, fused)
-                    x = self._mlp(layer, x, fused)
+                    x = self._mlp(layer, x, cache, fused)
             with scope("logits"):
-                return label(linear(x, self.weights["lm_head"], fused))
+                return label(self._linear(x, "lm_head", cache, fused))
+
+    def _linear(self, x: Vector, name: str, cache: KVCache, fused: bool, rows: slice = slice(None)) -> Vector:
+        """W x with the weight ``name`` (its ``rows``); fused reads W's data from the cache."""
+        w = self.weights[name][rows]
+        if not fused:
+            return linear(x, w, fused)
+        data = cache.weight_data.get(name)
+        if data is None:
+            data = cache.weight_data[name] = [[p.data for p in row] for row in self.weights[name]]
+        return linear(x, w, fused, data[rows])
 
     def _attention(self, layer: int, x: Vector, cache: KVCache, fused: bool) -> Vector:
-        c, w = self.config, self.weights
+        c = self.config
         hd = c.head_dim
         residual = x
         with scope("attn"):
@@ -146,7 +159,7 @@ class GPT:
                 with scope(f"h{h}"):
                     for name, out in (("q", q), ("k", k), ("v", v)):
                         with scope(name):
-                            out += label(linear(x, w[f"layer{layer}.attn.w{name}"][rows], fused))
+                            out += label(self._linear(x, f"layer{layer}.attn.w{name}", cache, fused, rows))
             cache.keys[layer].append(k)
             cache.values[layer].append(v)
             heads_out: Vector = []
@@ -163,22 +176,21 @@ class GPT:
                     with scope("out"):
                         heads_out += label([dot(weights, [v_t[j] for v_t in v_h], fused) for j in range(hd)])
             with scope("out"):
-                x = label(linear(heads_out, w[f"layer{layer}.attn.wo"], fused))
+                x = label(self._linear(heads_out, f"layer{layer}.attn.wo", cache, fused))
             with scope("resid"):
                 return label([a + b for a, b in zip(x, residual)])
 
-    def _mlp(self, layer: int, x: Vector, fused: bool) -> Vector:
-        w = self.weights
+    def _mlp(self, layer: int, x: Vector, cache: KVCache, fused: bool) -> Vector:
         residual = x
         with scope("mlp"):
             with scope("norm"):
                 x = label(rmsnorm(x, fused))
             with scope("pre"):
-                x = label(linear(x, w[f"layer{layer}.mlp.fc1"], fused))
+                x = label(self._linear(x, f"layer{layer}.mlp.fc1", cache, fused))
             with scope("post"):
                 x = label([xi.relu() for xi in x])
             with scope("out"):
-                x = label(linear(x, w[f"layer{layer}.mlp.fc2"], fused))
+                x = label(self._linear(x, f"layer{layer}.mlp.fc2", cache, fused))
             with scope("resid"):
                 return label([a + b for a, b in zip(x, residual)])
 

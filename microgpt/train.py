@@ -148,24 +148,11 @@ def train(
         raise MicrogptError(f"steps must be at least 1, got {steps}: pass --steps 1 or more")
     if state.step > steps:
         raise MicrogptError(f"the checkpoint has done {state.step} steps, more than --steps {steps}")
-    fused = granularity == "fused"
     for step in range(state.step, steps):
         document = docs[step % len(docs)]
         tokens = tokenizer.document_tokens(document)  # one document a step: encode only those used
         with gc_paused():
-            with recording() if fused else nullcontext() as tape:
-                loss = model.document_loss(tokens, granularity)
-            if not math.isfinite(loss.data):
-                origin = first_non_finite(loss)
-                where = "" if origin is None else f", starting at {describe_origin(origin)}"
-                raise Diverged(
-                    step + 1, f"the loss is {loss.data}{where}", document, None if origin is None else origin.tag
-                )
-            if fused:  # no depth-first sort: the forward pass recorded a topological order
-                backward_recorded(loss, tape)
-            else:  # atomic keeps the reference's order, to the bit
-                loss.backward()
-            del tape
+            loss = _gradients(model, tokens, granularity, step, document)
         try:
             adam_update(model, state, adam, step, steps)
         except Diverged as e:
@@ -173,8 +160,27 @@ def train(
             raise
         state.step = step + 1
         if on_step is not None:
-            on_step(state.step, loss.data)
+            on_step(state.step, loss)
     return state
+
+
+def _gradients(model: GPT, tokens: list[int], granularity: str, step: int, document: str) -> float:
+    """One document's loss and the gradients of every parameter; returns the loss's value.
+
+    The graph is gone when this returns, so it is freed while the collector is still paused:
+    the collector never walks it, and the next step's graph never lives beside it."""
+    fused = granularity == "fused"
+    with recording() if fused else nullcontext() as tape:
+        loss = model.document_loss(tokens, granularity)
+    if not math.isfinite(loss.data):
+        origin = first_non_finite(loss)
+        where = "" if origin is None else f", starting at {describe_origin(origin)}"
+        raise Diverged(step + 1, f"the loss is {loss.data}{where}", document, None if origin is None else origin.tag)
+    if fused:  # no depth-first sort: the forward pass recorded a topological order
+        backward_recorded(loss, tape)
+    else:  # atomic keeps the reference's order, to the bit
+        loss.backward()
+    return loss.data
 
 
 def sample(model: GPT, tokenizer: Tokenizer, rng: random.Random, *, temperature: float = 0.5, prefix: str = "") -> str:

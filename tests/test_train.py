@@ -95,6 +95,22 @@ def test_the_full_reference_run_and_its_samples(granularity: str) -> None:
     assert names == (REFERENCE / "samples.txt").read_text().split()
 
 
+@pytest.mark.parametrize("granularity", ["fused", "atomic"])
+def test_a_step_frees_its_graph_before_the_next_step_builds_one(granularity: str) -> None:
+    """Two graphs alive at once would double training's peak memory, and a graph alive when
+    the collector resumes makes it walk every node."""
+    import gc
+
+    run = start_run(TINY_DOCS, seed=1, **TINY_CONFIG)
+    alive: list[int] = []
+
+    def on_step(done: int, loss: float) -> None:
+        alive.append(sum(isinstance(o, Value) for o in gc.get_objects()) - len(run.model.params))
+
+    train(run.model, run.tokenizer, run.docs, 3, TrainState(), granularity=granularity, on_step=on_step)
+    assert alive == [0, 0, 0]
+
+
 def test_adam_matches_the_formula_by_hand() -> None:
     run = start_run(TINY_DOCS, seed=1, **TINY_CONFIG)
     p = run.model.params[0]
