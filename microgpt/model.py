@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import asdict, dataclass, field
 
-from microgpt.engine import PARAM, Value
+from microgpt.engine import PARAM, Value, cross_entropy
 from microgpt.errors import MicrogptError
 from microgpt.nn import Vector, dot, linear, rmsnorm, softmax, total
 from microgpt.scope import label, matrix_tags, position, root_scope, scope
@@ -66,8 +66,8 @@ class KVCache:
     n_layer: int
     keys: list[list[Vector]] = field(init=False)
     values: list[list[Vector]] = field(init=False)
-    # The weights' data by matrix name, read at the first position: nothing changes a weight
-    # during a forward pass, and fused dot products read every row at every position.
+    # The weights' data by matrix name, read at the first position that needs it: fused dot
+    # products read every row at every position, and nothing changes a weight meanwhile.
     weight_data: dict[str, list[list[float]]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -133,14 +133,10 @@ class GPT:
                 return label(self._linear(x, "lm_head", cache, fused))
 
     def _linear(self, x: Vector, name: str, cache: KVCache, fused: bool, rows: slice = slice(None)) -> Vector:
-        """W x with the weight ``name`` (its ``rows``); fused reads W's data from the cache."""
-        w = self.weights[name][rows]
-        if not fused:
-            return linear(x, w, fused)
-        data = cache.weight_data.get(name)
-        if data is None:
-            data = cache.weight_data[name] = [[p.data for p in row] for row in self.weights[name]]
-        return linear(x, w, fused, data[rows])
+        """W x with the weight ``name`` (its ``rows``); fused reads W's data once a pass (KVCache)."""
+        if fused and name not in cache.weight_data:
+            cache.weight_data[name] = [[p.data for p in row] for row in self.weights[name]]
+        return linear(x, self.weights[name][rows], fused, cache.weight_data[name][rows] if fused else None)
 
     def _attention(self, layer: int, x: Vector, cache: KVCache, fused: bool) -> Vector:
         c = self.config
@@ -210,18 +206,32 @@ class GPT:
             return -probs[target_id].log()
 
     def document_loss(self, tokens: list[int], granularity: str = "fused") -> Value:
-        """The mean loss over a document's positions, as one training step builds it."""
+        """The mean loss over a document's positions, every node of it (what the views show)."""
+        cache, targets = KVCache(self.config.n_layer), self._targets(tokens)
+        losses = []
+        for pos, target in enumerate(targets):
+            logits = self.forward(tokens[pos], pos, cache, granularity)
+            probs = self.probabilities(logits, pos, granularity)
+            losses.append(self.position_loss(probs, target, pos))
+        with root_scope(), scope("loss"):
+            return (1 / len(targets)) * total(losses, _is_fused(granularity))
+
+    def training_loss(self, tokens: list[int]) -> Value:
+        """document_loss, fused, whose softmaxes, logs and mean are one cross-entropy node over
+        the logits: the same value and gradients to the bit, with a fifth fewer nodes to build."""
+        cache, targets = KVCache(self.config.n_layer), self._targets(tokens)
+        logits = [self.forward(tokens[pos], pos, cache) for pos in range(len(targets))]
+        with root_scope(), scope("loss"):
+            return cross_entropy(logits, targets)
+
+    def _targets(self, tokens: list[int]) -> list[int]:
+        """The token each position predicts, within the context."""
         n = min(self.config.block_size, len(tokens) - 1)
         if n < 1:
             raise MicrogptError("a document needs at least two tokens (BOS and one more)")
-        cache = KVCache(self.config.n_layer)
-        losses = []
-        for pos in range(n):
-            logits = self.forward(tokens[pos], pos, cache, granularity)
-            probs = self.probabilities(logits, pos, granularity)
-            losses.append(self.position_loss(probs, tokens[pos + 1], pos))
-        with root_scope(), scope("loss"):
-            return (1 / n) * total(losses, _is_fused(granularity))
+        if any(not 0 <= t < self.config.vocab_size for t in tokens[1 : n + 1]):
+            raise MicrogptError(f"a target id is outside the vocabulary: use 0 to {self.config.vocab_size - 1}")
+        return tokens[1 : n + 1]
 
 
 def _is_fused(granularity: str) -> bool:

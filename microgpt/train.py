@@ -165,15 +165,13 @@ def train(
 
 
 def _gradients(model: GPT, tokens: list[int], granularity: str, step: int, document: str) -> float:
-    """One document's loss and the gradients of every parameter; returns the loss's value.
-
-    The graph is gone when this returns, so it is freed while the collector is still paused:
-    the collector never walks it, and the next step's graph never lives beside it."""
+    """The gradients of every parameter for one document; returns the loss. The graph is freed
+    on return, while the collector is paused (gc_paused), and never lives beside the next one."""
     fused = granularity == "fused"
     with recording() if fused else nullcontext() as tape:
-        loss = model.document_loss(tokens, granularity)
-    if not math.isfinite(loss.data):
-        origin = first_non_finite(loss)
+        loss = model.training_loss(tokens) if fused else model.document_loss(tokens, granularity)
+    if not math.isfinite(loss.data):  # the origin is sought among every node of the step's graph
+        origin = first_non_finite(model.document_loss(tokens, granularity) if fused else loss)
         where = "" if origin is None else f", starting at {describe_origin(origin)}"
         raise Diverged(step + 1, f"the loss is {loss.data}{where}", document, None if origin is None else origin.tag)
     if fused:  # no depth-first sort: the forward pass recorded a topological order

@@ -12,7 +12,7 @@ import pytest
 
 from microgpt import checkpoint as ckpt_io
 from microgpt.data import load_documents
-from microgpt.engine import Value, dot
+from microgpt.engine import Value, backward_recorded, dot, recording
 from microgpt.errors import MicrogptError
 from microgpt.train import (
     AdamConfig,
@@ -109,6 +109,23 @@ def test_a_step_frees_its_graph_before_the_next_step_builds_one(granularity: str
 
     train(run.model, run.tokenizer, run.docs, 3, TrainState(), granularity=granularity, on_step=on_step)
     assert alive == [0, 0, 0]
+
+
+@needs_shared
+def test_training_loss_is_document_loss_to_the_bit_in_value_and_every_gradient() -> None:
+    """Training's one cross-entropy node stands for the fused softmaxes, logs and mean (both
+    backpropagated as training does it, in reverse creation order)."""
+    run = start_run(load_documents(NAMES).docs, seed=42)
+    for document in [*run.docs[:40], "abcdefghijklmnopqrstuvwxyz"]:  # the last one fills the context
+        tokens = run.tokenizer.document_tokens(document)
+        results = []
+        for training in (False, True):
+            with recording() as tape:
+                loss = run.model.training_loss(tokens) if training else run.model.document_loss(tokens, "fused")
+            backward_recorded(loss, tape)
+            results.append([float(loss.data).hex()] + [float(p.grad).hex() for p in run.model.params])
+            run.model.zero_grad()
+        assert results[0] == results[1], document
 
 
 def test_adam_matches_the_formula_by_hand() -> None:
