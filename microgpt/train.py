@@ -20,6 +20,7 @@ from microgpt.data import Tokenizer
 from microgpt.engine import Value, backward_recorded, gc_paused, power, recording, topological_order
 from microgpt.errors import MicrogptError
 from microgpt.model import GPT, GPTConfig, KVCache
+from microgpt.scope import set_tagging
 
 
 @dataclass(frozen=True)
@@ -102,14 +103,9 @@ def adam_update(model: GPT, state: TrainState, adam: AdamConfig, step: int, step
 
 
 def first_non_finite(root: Value) -> Value | None:
-    """The first node, in ``topological_order(root)``, whose data is NaN or infinite.
-
-    That order computes every node after its inputs, so this node's inputs are all finite:
-    it is where the non-finite values start (the origin)."""
-    for node in topological_order(root):
-        if not math.isfinite(node.data):
-            return node
-    return None
+    """The first node, in ``topological_order(root)``, whose data is NaN or infinite: that order
+    computes every node after its inputs, so its inputs are finite: the values' origin."""
+    return next((node for node in topological_order(root) if not math.isfinite(node.data)), None)
 
 
 def describe_origin(node: Value) -> str:
@@ -167,11 +163,14 @@ def train(
 def _gradients(model: GPT, tokens: list[int], granularity: str, step: int, document: str) -> float:
     """The gradients of every parameter for one document; returns the loss. The graph is freed
     on return, while the collector is paused (gc_paused), and never lives beside the next one."""
-    fused = granularity == "fused"
-    with recording() if fused else nullcontext() as tape:
-        loss = model.training_loss(tokens) if fused else model.document_loss(tokens, granularity)
-    if not math.isfinite(loss.data):  # the origin is sought among every node of the step's graph
-        origin = first_non_finite(model.document_loss(tokens, granularity) if fused else loss)
+    fused, tagged = granularity == "fused", set_tagging(False)  # nothing reads a training graph's tags
+    try:
+        with recording() if fused else nullcontext() as tape:
+            loss = model.training_loss(tokens) if fused else model.document_loss(tokens, granularity)
+    finally:
+        set_tagging(tagged)
+    if not math.isfinite(loss.data):  # rebuilt whole and tagged, to name where it starts
+        origin = first_non_finite(model.document_loss(tokens, granularity))
         where = "" if origin is None else f", starting at {describe_origin(origin)}"
         raise Diverged(step + 1, f"the loss is {loss.data}{where}", document, None if origin is None else origin.tag)
     if fused:  # no depth-first sort: the forward pass recorded a topological order

@@ -14,6 +14,7 @@ from microgpt import checkpoint as ckpt_io
 from microgpt.data import load_documents
 from microgpt.engine import Value, backward_recorded, dot, recording
 from microgpt.errors import MicrogptError
+from microgpt.scope import tagging_enabled
 from microgpt.train import (
     AdamConfig,
     Diverged,
@@ -252,6 +253,23 @@ def test_a_non_finite_loss_names_its_origin() -> None:
     e = info.value
     assert e.step == 1 and e.origin == "embed[3]@pos0" and e.document == run.docs[0]
     assert "the loss is nan, starting at embed[3]@pos0 (op add, inputs 1e+308, 1e+308)" in str(e)
+    assert tagging_enabled()  # training builds its graphs untagged, and turns tagging back on
+
+
+def test_training_builds_untagged_graphs_and_leaves_tagging_as_it_was() -> None:
+    run = start_run(TINY_DOCS, seed=42, **TINY_CONFIG)
+    tags: list[str | None] = []
+    build = run.model.training_loss
+
+    def training_loss(tokens: list[int]) -> Value:
+        loss = build(tokens)
+        tags.append(loss.children[0].tag)  # the first logit's
+        return loss
+
+    run.model.training_loss = training_loss  # type: ignore[method-assign]
+    train(run.model, run.tokenizer, run.docs, 1, TrainState())
+    assert tags == [None] and tagging_enabled()
+    assert build(run.tokenizer.document_tokens("emma")).children[0].tag == "logits[0]@pos0"
 
 
 def test_the_origin_is_the_first_node_in_topological_order_whose_inputs_are_finite() -> None:
