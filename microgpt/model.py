@@ -68,7 +68,7 @@ class KVCache:
     values: list[list[Vector]] = field(init=False)
     # The weights' data by matrix name, read at the first position that needs it: fused dot
     # products read every row at every position, and nothing changes a weight meanwhile.
-    weight_data: dict[str, list[list[float]]] = field(init=False, default_factory=dict)
+    weight_data: dict[str, list[tuple[float, ...]]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.keys = [[] for _ in range(self.n_layer)]
@@ -135,7 +135,7 @@ class GPT:
     def _linear(self, x: Vector, name: str, cache: KVCache, fused: bool, rows: slice = slice(None)) -> Vector:
         """W x with the weight ``name`` (its ``rows``); fused reads W's data once a pass (KVCache)."""
         if fused and name not in cache.weight_data:
-            cache.weight_data[name] = [[p.data for p in row] for row in self.weights[name]]
+            cache.weight_data[name] = [tuple([p.data for p in row]) for row in self.weights[name]]
         return linear(x, self.weights[name][rows], fused, cache.weight_data[name][rows] if fused else None)
 
     def _attention(self, layer: int, x: Vector, cache: KVCache, fused: bool) -> Vector:
