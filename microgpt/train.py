@@ -55,9 +55,9 @@ class Diverged(MicrogptError):
 
 
 def _first_non_finite_index(values: list[float]) -> int | None:
-    if all(map(math.isfinite, values)):  # the common case, at C speed
+    if math.isfinite(sum(values)):  # the common case, at C speed (NaN and ±inf make the sum so)
         return None
-    return next(i for i, x in enumerate(values) if not math.isfinite(x))
+    return next((i for i, x in enumerate(values) if not math.isfinite(x)), None)  # None: the sum overflowed
 
 
 def adam_update(model: GPT, state: TrainState, adam: AdamConfig, step: int, steps: int) -> None:

@@ -129,6 +129,14 @@ def test_training_loss_is_document_loss_to_the_bit_in_value_and_every_gradient()
         assert results[0] == results[1], document
 
 
+def test_the_non_finite_check_tells_an_overflowing_sum_from_a_non_finite_value() -> None:
+    from microgpt.train import _first_non_finite_index
+
+    assert _first_non_finite_index([1e308, 1e308, -1.0]) is None  # finite, though their sum is not
+    assert _first_non_finite_index([1.0, 2.0, math.nan, math.inf]) == 2
+    assert _first_non_finite_index([0.5, -math.inf]) == 1
+
+
 def test_adam_matches_the_formula_by_hand() -> None:
     run = start_run(TINY_DOCS, seed=1, **TINY_CONFIG)
     p = run.model.params[0]
