@@ -102,11 +102,16 @@ def test_a_step_frees_its_graph_before_the_next_step_builds_one(granularity: str
     the collector resumes makes it walk every node."""
     import gc
 
+    def values_alive() -> int:
+        return sum(isinstance(o, Value) for o in gc.get_objects())
+
     run = start_run(TINY_DOCS, seed=1, **TINY_CONFIG)
+    gc.collect()
+    before = values_alive()  # the parameters, and whatever other tests left
     alive: list[int] = []
 
     def on_step(done: int, loss: float) -> None:
-        alive.append(sum(isinstance(o, Value) for o in gc.get_objects()) - len(run.model.params))
+        alive.append(values_alive() - before)
 
     train(run.model, run.tokenizer, run.docs, 3, TrainState(), granularity=granularity, on_step=on_step)
     assert alive == [0, 0, 0]
