@@ -50,8 +50,8 @@ def build(choice: TokenChoice) -> Built:
         root = word_graph(model, tokens, granularity=choice.granularity)
         n = min(model.config.block_size, len(tokens) - 1)
         title = (
-            f"microgpt-x · {loaded.description} · word {choice.word!r}: {n} positions to the mean loss"
-            f" · loss {root.data:.4f} · {choice.granularity}"
+            f"microgpt-x | {loaded.description} | word {choice.word!r}: {n} positions to the mean loss"
+            f" | loss {root.data:.4f} | {choice.granularity}"
         )
         return Built(Trace(root), title, None, len(model.params), loaded)
     built = build_token_graph(choice)
