@@ -79,7 +79,7 @@ def test_tensor_nodes_show_shape_op_and_statistics() -> None:
     assert '"layer0.attn.h0.q@pos0"' in source
     # inside a cluster titled with its path, a node shows the rest of its name
     assert 'label="layer0.attn.h0"' in source and '"layer0.attn.h0.q@pos0" [label="q@pos0\\n[2], dot\\ndata ' in source
-    assert "label=\"wq\\n4x4, param" in source
+    assert 'label="wq\\n4x4, param' in source
     assert f"loss@pos0\\nscalar, neg\\ndata {graph.root.data:.4g}\\ngrad 1" in source
 
 

@@ -440,7 +440,7 @@ def _rows(graph: DisplayGraph, edges: list[tuple[str, str]]) -> list[tuple[list[
       a rank higher, it would stretch its cluster up beside the layer above.
     - At block level, the context (the earlier positions) on the rank of the block that reads
       it, so the parameters it shares with that block feed it along the row, not upwards."""
-    displays, trace = graph.nodes, graph.trace
+    displays = graph.nodes
     rows: list[tuple[list[str], bool]] = []
     if graph.level == "scalar":
         return rows
