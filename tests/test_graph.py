@@ -642,3 +642,70 @@ def test_groups_and_indices_agree_with_parsing_every_tag() -> None:
         assert trace.element_indices[i] == (None if parts is None else parts.index)
         assert trace.tag_parts[i] == parts
         assert i in trace.groups[trace.group_of(i)]
+
+
+# -- labels fit their boxes with graphviz-pure (issue 12) -----------------------------------
+def laid_out_labels(source: str) -> tuple[list[tuple[str, float, list[dict]]], str]:
+    """Each node graphviz-pure lays out: its name, its width in points and its text lines
+    (the ``T`` operations of ``-Tjson``, each with the width the program measured)."""
+    import subprocess
+
+    program = render.find_layout_program("graphviz-pure")
+    result = subprocess.run([program, "-Tjson"], input=source.encode("utf-8"), capture_output=True, check=True)
+    document = json.loads(result.stdout)
+    out = []
+    for obj in document["objects"]:
+        if "nodes" in obj or "_ldraw_" not in obj:  # a cluster, or a node without a label
+            continue
+        size = next(op["size"] for op in obj["_ldraw_"] if op["op"] == "F")
+        lines = [{**op, "size": size} for op in obj["_ldraw_"] if op["op"] == "T"]
+        out.append((obj["name"], float(obj["width"]) * 72, lines))
+    return out, result.stderr.decode("utf-8")
+
+
+def assert_labels_fit(source: str) -> None:
+    nodes, _ = laid_out_labels(source)
+    assert nodes
+    for name, width, lines in nodes:
+        for line in lines:
+            text = line["text"]
+            needed = style.text_width(text, line["size"]) + 2 * style.NODE_MARGIN * 72
+            assert needed <= width + 0.01, f"{name}: {text!r} needs {needed:.1f} pt, its box is {width:.1f} pt"
+            if text.isascii():  # graphviz-pure measures ASCII with Helvetica's widths, as style does
+                assert style.text_width(text, line["size"]) == pytest.approx(line["width"], abs=0.05), text
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        [],
+        ["--level", "block"],
+        ["--level", "block", "--pos", "3"],
+        ["--word", "emma", "--level", "block"],
+        ["--word", "emma"],
+        ["--level", "scalar", "--focus", "attn.h0", "--pos", "2", "--edge-grads"],
+    ],
+    ids=["tensor", "block", "block-context", "word-block", "word-tensor", "scalar-focus"],
+)
+def test_every_label_of_the_default_pictures_fits_its_box_with_graphviz_pure(here: Path, options: list[str]) -> None:
+    result = mgx("graph", *options, "-o", "g.dot")
+    assert result.exit_code == 0, result.output
+    source = (here / "g.dot").read_text()
+    assert_labels_fit(source)
+    _, warnings = laid_out_labels(source)
+    assert warnings == ""  # graphviz-pure warned "no value for width of non-ASCII character 194"
+
+
+def test_a_label_with_other_characters_gets_a_box_wide_enough() -> None:
+    """A user's word can hold any character: graphviz-pure counts each of its bytes as a space."""
+    w = Value(0.5, tag="café…ΣΣΣΣ‖‖‖‖‖‖‖‖‖‖‖‖[0]")
+    source = to_dot(w * Value(2.0, tag="x[0]"), level="tensor").source
+    assert "width=" in source
+    assert_labels_fit(source)
+
+
+def test_text_width_follows_helvetica() -> None:
+    assert style.text_width("Wi", 10) == pytest.approx(9.44 + 2.22)
+    assert style.text_width("ab\nabc", 100) == pytest.approx(55.6 + 55.6 + 50)
+    assert style.label_width("plain", 10) is None
+    assert float(style.label_width("…", 10)) >= 10 / 72 + 0.22
