@@ -709,3 +709,81 @@ def test_text_width_follows_helvetica() -> None:
     assert style.text_width("ab\nabc", 100) == pytest.approx(55.6 + 55.6 + 50)
     assert style.label_width("plain", 10) is None
     assert float(style.label_width("…", 10)) >= 10 / 72 + 0.22
+
+
+# -- Mermaid (issue 12) -------------------------------------------------------------------------
+MERMAID_NODE = re.compile(r'^\s+(n\d+)\["([^"]*)"\]$')
+MERMAID_EDGE = re.compile(r"^\s+(n\d+) --> (n\d+)$")
+
+
+def mermaid_structure(text: str) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """The nodes (id -> label) and edges of a flowchart, checking its structure as it goes:
+    one ``flowchart`` line, subgraphs opened and closed in pairs, every line a known form."""
+    from viz.mermaid import _ESCAPES
+
+    lines = text.splitlines()
+    if lines[0] == "---":
+        end = lines.index("---", 1)
+        assert [line.split(":", 1)[0] for line in lines[1:end]] == ["title"]
+        json.loads(lines[1].split(": ", 1)[1])  # a double-quoted YAML string is a JSON string
+        lines = lines[end + 1 :]
+    assert re.fullmatch(r"flowchart (TB|BT|LR|RL)", lines[0])
+    nodes: dict[str, str] = {}
+    edges: list[tuple[str, str]] = []
+    depth = 0
+    for line in lines[1:]:
+        if node := MERMAID_NODE.match(line):
+            assert node.group(1) not in nodes, f"{node.group(1)} declared twice"
+            nodes[node.group(1)] = node.group(2)
+            assert not set(node.group(2).replace("<br/>", "")) & (set(_ESCAPES) - {"#"}), line
+        elif edge := MERMAID_EDGE.match(line):
+            edges.append((edge.group(1), edge.group(2)))
+        elif re.fullmatch(r'\s+subgraph c\d+\["[^"]*"\]', line):
+            depth += 1
+        elif line.strip() == "end":
+            depth -= 1
+            assert depth >= 0
+        else:
+            assert re.fullmatch(r"\s+(classDef|class|style|linkStyle) \S+ \S+", line), line
+    assert depth == 0
+    for a, b in edges:
+        assert a in nodes and b in nodes, f"edge {a} --> {b} has an end never declared"
+    return nodes, edges
+
+
+def test_mermaid_block_level_matches_its_snapshot() -> None:
+    from viz.mermaid import to_mermaid
+
+    text = to_mermaid(tiny_graph(), title="tiny | token 'b' at position 1")
+    check_snapshot("tiny_block.mmd", text)
+    nodes, edges = mermaid_structure(text)
+    shown = display_graph(tiny_graph(), "block")
+    assert len(nodes) == len(shown.nodes)
+    assert len(edges) == len(to_networkx(tiny_graph(), level="block", expand_context=False).edges) > 0
+
+
+def test_mermaid_escapes_what_would_end_a_label() -> None:
+    from viz.mermaid import to_mermaid
+
+    w = Value(0.5, tag='we"ird<x>#1&y[0]')
+    text = to_mermaid(w * Value(math.nan, tag="end[0]"), title='a "quoted" title: # <b>')
+    nodes, edges = mermaid_structure(text)
+    assert any(label.startswith("we#quot;ird#lt;x#gt;#35;1#amp;y<br/>") for label in nodes.values())
+    assert 'subgraph c1["we#quot;ird#lt;x#gt;#35;1#amp;y"]' in text  # a subgraph titled "end" is no keyword
+    assert f"fill:{style.NONFINITE_FILL}" in text and len(edges) == 2
+
+
+def test_mgx_graph_writes_a_mermaid_flowchart(here: Path) -> None:
+    for name in ("a", "b"):
+        result = mgx("graph", "--word", "emma", "--rankdir", "LR", "-o", f"{name}.mmd")
+        assert result.exit_code == 0, result.output
+    text = (here / "a.mmd").read_text()
+    assert text == (here / "b.mmd").read_text()
+    nodes, _ = mermaid_structure(text)
+    assert text.splitlines()[3] == "flowchart LR" and "word 'emma'" in text.splitlines()[1]
+    labels = [label.split("<br/>")[0] for label in nodes.values()]
+    assert [f"layer0.attn@pos{p}" for p in range(5)] == [x for x in labels if x.startswith("layer0.attn@")]
+    assert "linkStyle" in text and f"stroke:{style.BLOCK_COLOUR['attn']}" in text  # attention along the row
+    result = mgx("graph", "--level", "scalar", "--focus", "attn", "-o", "c.mmd")
+    assert result.exit_code == 0 and "a .mmd file is the block level" in result.stderr
+    assert "a .mmd file is the whole block level" in result.stderr

@@ -371,7 +371,12 @@ def to_dot(
     blocks_seen: set[str] = set()
     flagged = False
     for display in displays.values():
-        name, attrs, fam, nonfinite = _node(graph, display)
+        name, attrs, fam, nonfinite = drawn_node(graph, display)
+        label = attrs["label"]
+        width = style.label_width(label, float(attrs.get("fontsize", NODE_FONTSIZE)))
+        if width is not None:
+            attrs["width"] = width
+        attrs["label"] = label.replace("\n", "\\n")  # DOT's line break, not a raw newline
         families_seen.add(fam)
         flagged = flagged or nonfinite
         tree.setdefault(display.clusters, []).append((name, attrs))
@@ -542,8 +547,9 @@ def _op_counts(ops: Counter) -> list[str]:
     return [", ".join(counts[k : k + 5]) for k in range(0, len(counts), 5)]
 
 
-def _node(graph: DisplayGraph, display: DisplayNode) -> tuple[str, dict[str, str], str, bool]:
-    """A display node's name, DOT attributes, op family and whether it holds a non-finite value."""
+def drawn_node(graph: DisplayGraph, display: DisplayNode) -> tuple[str, dict[str, str], str, bool]:
+    """A display node's name, drawing attributes (Graphviz's names; the label as plain lines),
+    op family and whether it holds a non-finite value: what the DOT and Mermaid drawings show."""
     trace = graph.trace
     members = display.members
     kind = display.kind
@@ -602,10 +608,7 @@ def _node(graph: DisplayGraph, display: DisplayNode) -> tuple[str, dict[str, str
     if display.focus and kind != "neighbour":
         attrs["color"] = style.FOCUS_BORDER
         attrs["penwidth"] = "2"
-    width = style.label_width(label, float(attrs.get("fontsize", NODE_FONTSIZE)))
-    if width is not None:
-        attrs["width"] = width
-    attrs["label"] = label.replace("\n", "\\n")  # DOT's line break, not a raw newline
+    attrs["label"] = label
     return display.key, attrs, fam, facts.nonfinite > 0
 
 
