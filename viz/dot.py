@@ -441,8 +441,9 @@ def _rows(graph: DisplayGraph, edges: list[tuple[str, str]]) -> list[tuple[list[
       reads left to right, and attention's edges from earlier positions run along the row
       instead of pushing each position one rank lower (the diagonal strip).
     - At tensor level, a parameter tensor sits beside the first node it feeds when no other
-      input of that node comes from the parameter's cluster (``lm_head`` beside the logits):
-      a rank higher, it would stretch its cluster up beside the layer above.
+      input of that node sits in the parameter's own cluster (``lm_head`` beside the logits,
+      ``wo`` beside the heads' joined output): a rank higher, it would stretch its cluster up
+      beside the layer above, or hang far from the node it feeds.
     - At block level, the context (the earlier positions) on the rank of the block that reads
       it, so the parameters it shares with that block feed it along the row, not upwards."""
     displays = graph.nodes
@@ -484,9 +485,7 @@ def _rows(graph: DisplayGraph, edges: list[tuple[str, str]]) -> list[tuple[list[
             if d.key in inputs or not is_param(d.key):
                 continue
             inside = [c for c in consumers.get(d.key, []) if displays[c].clusters[: len(d.clusters)] == d.clusters]
-            if inside and not any(
-                a != d.key and displays[a].clusters[: len(d.clusters)] == d.clusters for a in inputs[inside[0]]
-            ):
+            if inside and not any(a != d.key and displays[a].clusters == d.clusters for a in inputs[inside[0]]):
                 rows.append(([d.key, inside[0]], False))
     return rows
 
