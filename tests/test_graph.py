@@ -787,3 +787,46 @@ def test_mgx_graph_writes_a_mermaid_flowchart(here: Path) -> None:
     result = mgx("graph", "--level", "scalar", "--focus", "attn", "-o", "c.mmd")
     assert result.exit_code == 0 and "a .mmd file is the block level" in result.stderr
     assert "a .mmd file is the whole block level" in result.stderr
+
+
+# -- reading order (issue 12) ------------------------------------------------------------------
+def test_reading_rows_put_each_block_of_a_word_on_one_row_in_position_order() -> None:
+    from microgpt.graph import word_graph
+    from viz.dot import key_edge_counts, reading_rows, stage_key
+
+    tokenizer = Tokenizer("abc")
+    model = GPT.initialise(GPTConfig(vocab_size=4, n_layer=1, n_embd=4, n_head=2, block_size=4), random.Random(7))
+    graph = display_graph(word_graph(model, tokenizer.document_tokens("abc")), "block")
+    rows = {tuple(names) for names, chained in reading_rows(graph, list(key_edge_counts(graph.trace, graph.keys)))}
+    positions = range(4)
+    assert ("layer0.attn/params", *(f"layer0.attn@pos{p}" for p in positions)) in rows
+    assert ("embed/params", *(f"embed@pos{p}" for p in positions)) in rows
+    assert tuple(f"loss@pos{p}" for p in positions) in rows
+    model_order = ["embed", "layer0.attn", "layer0.mlp", "layer2", "layer10", "lm_head", "probs", "loss"]
+    assert sorted(reversed(model_order), key=stage_key) == model_order
+
+
+def test_a_whole_word_is_laid_out_left_to_right_and_top_to_bottom() -> None:
+    """The diagonal strip, measured: each position's blocks were one rank lower than the last's."""
+    from microgpt.graph import word_graph
+
+    run = start_run(embedded_documents().docs)
+    root = word_graph(run.model, run.tokenizer.document_tokens("emma"))
+    source = to_dot(root, level="block").source
+    for program in layout_programs():
+        svg = ET.fromstring(render.layout(program, source, "svg"))
+        ns = "{http://www.w3.org/2000/svg}"
+        at = {}
+        for g in svg.iter(f"{ns}g"):
+            title = g.find(f"{ns}title")
+            if g.get("class") == "node" and title is not None:
+                text = g.find(f"{ns}text")
+                at[title.text] = (float(text.get("x")), float(text.get("y")))
+        name = Path(program).name
+        for block in ("embed", "layer0.attn", "layer0.mlp", "lm_head", "probs", "loss"):
+            row = [at[f"{block}@pos{p}"] for p in range(5)]
+            assert len({y for _, y in row}) == 1, f"{name}: {block} not on one row"
+            assert [x for x, _ in row] == sorted(x for x, _ in row), f"{name}: {block} not in position order"
+        ys = [at[f"{block}@pos0"][1] for block in ("embed", "layer0.attn", "layer0.mlp", "lm_head", "probs", "loss")]
+        assert ys == sorted(ys), f"{name}: the blocks are not top to bottom"
+        assert at["loss"][1] > ys[-1]

@@ -19,6 +19,12 @@ or ``.graphml`` file holds the nodes the drawing shows. A node holding a nan or 
 (data or grad) is filled with ``style.NONFINITE_FILL`` and the legend says so; summaries
 cover the finite values and count the others (``viz.trace.Summary``).
 
+How the picture reads is decided apart from DOT too, for any drawing of the same display
+nodes (DOT, Mermaid in ``viz.mermaid``, a page): ``stage_key`` orders clusters from input to
+output, ``reading_rows`` says which nodes share a rank and in what order (a whole name left to
+right by position), ``drawn_node`` gives each node's label and fill. Labels are ASCII (see
+``style.label_width``).
+
 ``to_dot`` returns a ``graphviz.Digraph`` that displays itself in a notebook with the layout
 program ``mgx graph`` uses (``viz.render``: the system ``dot``, else graphviz-pure), where a
 plain Digraph needs a program named ``dot``.
@@ -397,13 +403,13 @@ def to_dot(
         counts = key_edge_counts(trace, keys)
     drawn += [(a, b, {"tooltip": style.counted(n, "scalar edge")}) for (a, b), n in counts.items()]
 
-    rows = _rows(graph, [(a, b) for a, b, _ in drawn])
+    rows = reading_rows(graph, [(a, b) for a, b, _ in drawn])
     _emit_clusters(dot, tree, rows)
     along = {(a, b) for names, chained in rows if chained for a, b in itertools.combinations(names, 2)}
     for a, b, attrs in drawn:
-        if (a, b) in along and not _is_param(graph, a):  # from an earlier position: attention's keys and values
+        if (a, b) in along and not holds_parameters(graph, a):  # from an earlier position: attention's keys and values
             attrs = {**attrs, "color": style.BLOCK_COLOUR["attn"], "penwidth": "1.5"}
-        elif level != "scalar" and _is_param(graph, a):  # weights drawn light, the data's path dark
+        elif level != "scalar" and holds_parameters(graph, a):  # weights drawn light, the data's path dark
             attrs = {**attrs, "color": style.PARAM_EDGE}
         dot.edge(a, b, **attrs)
     if legend:
@@ -416,7 +422,7 @@ def to_dot(
 STAGES = ("context", "embed", "wte", "wpe", "layer", "attn", "mlp", "lm_head", "logits", "probs", "loss")
 
 
-def _stage_key(path: str) -> tuple:
+def stage_key(path: str) -> tuple:
     """Where a cluster path comes in the model's order: its segments by ``STAGES``, then by number."""
     key = []
     for seg in path.split("."):
@@ -426,13 +432,13 @@ def _stage_key(path: str) -> tuple:
     return tuple(key)
 
 
-def _is_param(graph: DisplayGraph, key: str) -> bool:
+def holds_parameters(graph: DisplayGraph, key: str) -> bool:
     """Whether a drawn node holds parameters (at block level, a block's; at tensor level, a weight matrix)."""
     d = graph.nodes[key]
     return d.kind == "params" or (d.kind == "tensor" and graph.trace.nodes[d.members[0]].op.name == "param")
 
 
-def _rows(graph: DisplayGraph, edges: list[tuple[str, str]]) -> list[tuple[list[str], bool]]:
+def reading_rows(graph: DisplayGraph, edges: list[tuple[str, str]]) -> list[tuple[list[str], bool]]:
     """The nodes each drawn on one rank, left to right: ``(names, chained)``; a chained row is
     kept in its order by invisible edges.
 
@@ -457,7 +463,7 @@ def _rows(graph: DisplayGraph, edges: list[tuple[str, str]]) -> list[tuple[list[
         consumers.setdefault(a, []).append(b)
 
     def is_param(key: str) -> bool:
-        return _is_param(graph, key)
+        return holds_parameters(graph, key)
 
     # Series computed from the same inputs (q, k and v from the norm) share a row, position
     # by position: q@pos0 k@pos0 v@pos0 q@pos1 ...
@@ -655,7 +661,7 @@ def _emit_clusters(
     def fill(graph, chain: tuple[str, ...]) -> None:
         for name, attrs in tree.get(chain, []):
             graph.node(name, **attrs)
-        for child in sorted(children.get(chain, []), key=lambda c: _stage_key(c[-1])):
+        for child in sorted(children.get(chain, []), key=lambda c: stage_key(c[-1])):
             path = child[-1]
             sub = graphviz.Digraph(name=f"cluster_{path}")
             kind = "context" if path == "context" else style.block_kind(path)

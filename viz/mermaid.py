@@ -16,7 +16,7 @@ import itertools
 import json
 
 from viz import style
-from viz.dot import _is_param, _rows, _stage_key, display_graph, drawn_node, key_edge_counts
+from viz.dot import display_graph, drawn_node, holds_parameters, key_edge_counts, reading_rows, stage_key
 
 # Mermaid ends a quoted label at '"' and reads HTML in it: these are written as its entity codes.
 _ESCAPES = {"#": "#35;", '"': "#quot;", "<": "#lt;", ">": "#gt;", "&": "#amp;"}
@@ -64,7 +64,7 @@ def to_mermaid(
         for key, label in tree.get(chain, []):
             ids[key] = f"n{len(ids)}"
             lines.append(f'{indent}{ids[key]}["{mermaid_text(label)}"]')
-        for child in sorted(children.get(chain, []), key=lambda c: _stage_key(c[-1])):
+        for child in sorted(children.get(chain, []), key=lambda c: stage_key(c[-1])):
             cid = cluster_ids[child] = f"c{len(cluster_ids)}"
             path = child[-1]
             label = "context (earlier positions)" if path == "context" else path
@@ -75,13 +75,13 @@ def to_mermaid(
     fill((), "    ")
 
     counts = key_edge_counts(graph.trace, graph.keys)
-    rows = _rows(graph, list(counts))
+    rows = reading_rows(graph, list(counts))
     along = {(a, b) for names, chained in rows if chained for a, b in itertools.combinations(names, 2)}
     attention: list[int] = []
     weights: list[int] = []
     for k, (a, b) in enumerate(counts):
         lines.append(f"    {ids[a]} --> {ids[b]}")
-        if _is_param(graph, a):
+        if holds_parameters(graph, a):
             weights.append(k)
         elif (a, b) in along:
             attention.append(k)
