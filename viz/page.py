@@ -387,6 +387,8 @@ def page_data(
             "parent": group.parent,
             "size": len(group.members),
             "clusters": list(group.clusters),
+            # members whose data is nan or ±inf: flagged whatever the player's grads are
+            "nonfinite_data": sum(1 for i in group.members if not math.isfinite(nodes[i].data)),
         }
         if g and group.depth < 2 and group.key in facts_graph[group.depth].nodes:
             graph = facts_graph[group.depth]

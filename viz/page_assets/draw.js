@@ -60,12 +60,13 @@ function itemFill(item) {
     return VIEW.style.family_colour[fam] || "#f3f4f6";
   }
   const [x, bad] = itemValue(item, mode === "grad" ? VIEW.grads : g.data);
-  if (bad) return VIEW.style.nonfinite;
+  if (bad || (mode === "data" && item.t === "g" && g.groups[item.g].nonfinite_data > 0)) return VIEW.style.nonfinite;
   return divergingFill(x, mode === "grad" ? g.raw.grad_scale : g.raw.data_scale);
 }
 
 function nonfiniteItem(item) {
   if (item.t === "o" || item.t === "on") return false;
+  if (item.t === "g" && VIEW.g.groups[item.g].nonfinite_data > 0) return true;
   return itemValue(item, VIEW.grads)[1] || itemValue(item, VIEW.g.data)[1];
 }
 
