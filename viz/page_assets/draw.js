@@ -29,9 +29,12 @@ function itemLines(item) {
     const i = item.i;
     return [g.ids[i], g.opOf(i).label, `data ${fmtg(g.data[i])}`, `grad ${fmtg(VIEW.grads[i])}`];
   }
-  if (item.t === "on") return [g.ids[item.i], "(outside)"];
+  const [into, outOf] = item.edges || [0, 0];
+  const counted = (n, what) => (n ? `${n.toLocaleString("en")} ${what}` : "");
+  const flow = [counted(into, `edge${into === 1 ? "" : "s"} in`), counted(outOf, `edge${outOf === 1 ? "" : "s"} out`)].filter((x) => x).join(", ");
+  if (item.t === "on") return [g.ids[item.i], `(outside) ${flow}`];
   const group = g.groups[item.g];
-  if (item.t === "o") return [group.key, `(${group.size.toLocaleString("en")} nodes, outside)`];
+  if (item.t === "o") return [group.key, `(${group.size.toLocaleString("en")} nodes, outside)`, flow];
   const values = group.summarised.map((i) => VIEW.grads[i]);
   const lines = [item.name, `${group.shape} · ${group.op}`];
   lines.push(`data ${group.data !== undefined ? group.data : summaryText(group.summarised.map((i) => g.data[i]))}`);

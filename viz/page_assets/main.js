@@ -253,6 +253,7 @@ function start() {
   showProgress();
   window.mgx.ready = true;
   window.mgx.startMs = performance.now() - t0;
+  window.mgx.readyAt = performance.now(); // since navigation started
 }
 
 window.mgx = {
@@ -268,6 +269,9 @@ window.mgx = {
   matches: () => SEARCH.matches.map((i) => VIEW.g.ids[i]),
   select: (pattern) => selectNodes(VIEW.g, pattern).map((i) => VIEW.g.ids[i]),
   tagMatches,
+  stepUI: () => actions.step(),
+  viewGroups: () => Object.keys(VIEW.g.views).map(Number),
+  openView: (v) => openView(v),
   openGroup: (key) => { const v = VIEW.g.groups.findIndex((gr) => gr.key === key); openView(v); },
   showNode: (id) => showNodeInView(VIEW.g.idIndex.get(id)),
 };
