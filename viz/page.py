@@ -257,7 +257,7 @@ def _points(text: str, height: float) -> list[float]:
         if pair[:2] in ("e,", "s,"):
             continue
         x, y = pair.split(",")[:2]
-        out += [round(float(x), 1), round(height - float(y), 1)]
+        out += [round(float(x)), round(height - float(y))]  # whole points: a tenth of one is never seen
     return out
 
 
@@ -265,7 +265,7 @@ def _arrow_end(text: str, height: float) -> list[float]:
     for pair in text.split():
         if pair.startswith("e,"):
             _, x, y = pair.split(",")
-            return [round(float(x), 1), round(height - float(y), 1)]
+            return [round(float(x)), round(height - float(y))]
     return []
 
 
@@ -448,6 +448,9 @@ def page_data(
     for view, laid in zip(laid_out, _run_layout(program, sources)):
         _apply_layout(view, laid)
 
+    for view in views:  # the clusters were the layout's; the page reads the view's own list
+        for item in view["items"]:
+            del item["clusters"]
     open_group = 0
     if level == "tensor":
         open_group = -1  # every block open: the page starts on the tensor view

@@ -78,6 +78,8 @@ function drawView(v) {
   const view = VIEW.g.views[v];
   const root = document.getElementById("viewport");
   root.textContent = "";
+  // Labels too small to read are not laid out at all (a weight matrix has a thousand boxes).
+  root.classList.toggle("tiny", fitScale(view) * 10 < TINY_PX);
   const drawn = { view, group: v, nodes: [], edges: new Map(), itemOf: null };
   for (const c of view.clusters) {
     const colour = VIEW.style.block_colour[c.name === "context" ? "context" : blockKind(c.name)];
@@ -177,14 +179,32 @@ function refreshAll() {
 // -- pan and zoom --------------------------------------------------------------------------
 const camera = { x: 0, y: 0, s: 1 };
 
+const TINY_PX = 4; // labels below this size (10 px text times the zoom) are hidden
+let canvasBox = null;
+
+function canvasSize() {
+  if (canvasBox === null) {
+    canvasBox = document.getElementById("canvas").getBoundingClientRect();
+    window.addEventListener("resize", () => { canvasBox = null; }, { once: true });
+  }
+  return canvasBox;
+}
+
 function applyCamera() {
-  document.getElementById("viewport").setAttribute("transform", `translate(${camera.x},${camera.y}) scale(${camera.s})`);
+  const root = document.getElementById("viewport");
+  root.setAttribute("transform", `translate(${camera.x},${camera.y}) scale(${camera.s})`);
+  root.classList.toggle("tiny", camera.s * 10 < TINY_PX);
+}
+
+function fitScale(view) {
+  const box = canvasSize();
+  return Math.min(1.5, (box.width - 20) / Math.max(view.w, 1), (box.height - 20) / Math.max(view.h, 1));
 }
 
 function fit() {
-  const box = document.getElementById("canvas").getBoundingClientRect();
+  const box = canvasSize();
   const view = VIEW.drawn.view;
-  const s = Math.min(1.5, (box.width - 20) / Math.max(view.w, 1), (box.height - 20) / Math.max(view.h, 1));
+  const s = fitScale(view);
   camera.s = s;
   camera.x = (box.width - view.w * s) / 2;
   camera.y = Math.max(10, (box.height - view.h * s) / 2);
@@ -208,7 +228,7 @@ function pan(dx, dy) {
 // Bring an item into sight without changing the zoom.
 function reveal(k) {
   const item = VIEW.drawn.view.items[k];
-  const box = document.getElementById("canvas").getBoundingClientRect();
+  const box = canvasSize();
   const x = camera.x + item.x * camera.s, y = camera.y + item.y * camera.s;
   if (x < 20 || x > box.width - 20 || y < 20 || y > box.height - 20) {
     camera.x = box.width / 2 - item.x * camera.s;
