@@ -28,6 +28,7 @@ def build_page(choice: TokenChoice, level: str, focus: str | None, layout_progra
     no --pos a whole word's."""
     from cli.graph_cmd import build
     from microgpt.errors import MicrogptError
+    from microgpt.graph import resolve_token
     from viz.page import page_data
     from viz.render import find_layout_program
 
@@ -39,9 +40,25 @@ def build_page(choice: TokenChoice, level: str, focus: str | None, layout_progra
     if program is None:
         fail("no layout program found to lay out the page: pip install graphviz-pure (or apt-get install graphviz)")
     built = build(choice)
+    tokenizer = built.loaded.tokenizer
+    if built.pos is None:  # a whole word: its input at every position
+        tokens = tokenizer.document_tokens(choice.word)[: built.loaded.model.config.block_size]
+    else:
+        spec = resolve_token(
+            tokenizer, built.loaded.model.config.block_size,
+            word=choice.word, pos=choice.pos, token=choice.token, target=choice.target,
+        )  # fmt: skip
+        tokens = [*spec.context, spec.token]
+    labels = [tokenizer.token_name(t) for t in tokens]
     with status("laying out the page's views…"):
         return page_data(
-            built.trace, title=built.title, level=level, focus=focus, pos=built.pos, layout_program=program
+            built.trace,
+            title=built.title,
+            level=level,
+            focus=focus,
+            pos=built.pos,
+            layout_program=program,
+            labels=labels,
         )
 
 

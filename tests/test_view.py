@@ -340,3 +340,32 @@ def test_fill_toggles_to_data_and_nonfinite_is_flagged(browser, tmp_path):
         assert "fill: data" in p.text("#legend")
     finally:
         p.tab.close()
+
+
+def test_attention_weights_are_each_heads_softmax_rows():
+    from viz.attention import attention_weights
+
+    trace = build_token_graph(TokenChoice(word="emma", pos=3), backward=False).trace
+    heads = attention_weights(trace)
+    assert [h.head for h in heads] == [f"layer0.attn.h{k}" for k in range(4)]
+    for head in heads:
+        [(pos, cells)] = head.rows  # one token: one query position
+        assert pos == 3 and [k for k, _ in cells] == [0, 1, 2, 3]
+        assert math.isclose(sum(trace.nodes[i].data for _, i in cells), 1.0, rel_tol=1e-12)
+        assert all(trace.ids[i] == f"{head.head}.weights[{k}]@pos3" for k, i in cells)
+
+
+def test_an_attention_cell_selects_its_weight_node(browser, tmp_path):
+    out = tmp_path / "emma.html"
+    result = runner.invoke(app, ["graph", "--word", "emma", "--pos", "3", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    p = Page(browser, out)
+    try:
+        assert p.text("#attention").count("layer0.attn.h") == 4
+        assert "BOS\te\tm\tm" in p.tab.locator("#attention table.heat").first.inner_text()  # emma's inputs
+        p.tab.locator("#attention td.cell").nth(2).click()
+        assert p.text("#panel-id") == "layer0.attn.h0.weights[2]@pos3"
+        assert p.js("window.mgx.viewName()") == "layer0.attn.h0.weights[2]@pos3"
+        assert p.errors == []
+    finally:
+        p.tab.close()

@@ -43,7 +43,7 @@ from viz.trace import Trace
 
 ASSETS = "page_assets"
 # The page's scripts, joined in this order (each reads the ones before it).
-SCRIPTS = ("pattern.js", "data.js", "draw.js", "panel.js", "search.js", "player.js", "main.js")
+SCRIPTS = ("pattern.js", "data.js", "draw.js", "panel.js", "search.js", "player.js", "attention.js", "main.js")
 LEVELS = ("block", "tensor")
 POINTS_PER_INCH = 72
 CHAR_WIDTH = 6.2  # points per character of the page's 10 px monospace labels
@@ -311,12 +311,15 @@ def page_data(
     focus: str | None = None,
     pos: int | None = None,
     layout_program: str | None = None,
+    labels: list[str] | None = None,
 ) -> dict[str, Any]:
     """Everything the page shows, as strict-JSON-ready plain data.
 
     ``source`` is a TokenGraph built *without* its backward pass (``backward=False``), or a
     Trace of one: the ``Stepper`` records the grads backward starts from, then runs it, so the
-    Values end up with ``backward()``'s grads, which the summaries and provenance read."""
+    Values end up with ``backward()``'s grads, which the summaries and provenance read.
+    ``labels`` names each position (its input character) on the attention heatmaps."""
+    from viz.attention import attention_weights
     from viz.check import backward_origin
     from viz.pattern import select_or_explain
     from viz.render import find_layout_program
@@ -486,6 +489,10 @@ def page_data(
         "groups": group_out,
         "view_of": view_of,
         "views": {str(v["group"]): v for v in views},
+        "attention": [
+            {"head": h.head, "rows": [[pos, cells] for pos, cells in h.rows]} for h in attention_weights(trace)
+        ],
+        "labels": labels or [],
         "grad_scale": _scale(finite),
         "data_scale": _scale(finite_data),
         "style": {

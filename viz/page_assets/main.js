@@ -237,6 +237,8 @@ function start() {
   setupKeys();
   setupClicks();
   showLegend();
+  setupAttention();
+  showAttention();
   const raw = VIEW.g.raw;
   let first = 0;
   if (raw.focus_first !== null) first = VIEW.g.viewOf[raw.focus_first];
