@@ -369,3 +369,41 @@ def test_an_attention_cell_selects_its_weight_node(browser, tmp_path):
         assert p.errors == []
     finally:
         p.tab.close()
+
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "examples" / "view_in_notebook.ipynb"
+
+
+def run_notebook(path: Path):
+    """Run a notebook's code cells in order, as a kernel would; return the last cell's value."""
+    import ast
+
+    cells = [c for c in json.loads(path.read_text(encoding="utf-8"))["cells"] if c["cell_type"] == "code"]
+    namespace: dict = {}
+    value = None
+    for cell in cells:
+        tree = ast.parse("".join(cell["source"]))
+        last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+        exec(compile(tree, str(path), "exec"), namespace)
+        value = eval(compile(ast.Expression(last.value), str(path), "eval"), namespace) if last else None
+    return value
+
+
+def test_the_notebook_displays_the_viewer_inline(browser):
+    viewer = run_notebook(NOTEBOOK)
+    html = viewer._repr_html_()
+    tab = browser.new_page(viewport={"width": 1200, "height": 800})
+    errors: list[str] = []
+    tab.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        tab.set_content(f"<html><body><h1>a notebook cell</h1>{html}</body></html>")
+        frame = tab.frame_locator("iframe")
+        frame.locator("#crumbs").wait_for()
+        assert frame.locator("#crumbs").inner_text() == "graph›layer0.attn@pos2"
+        assert "layer0.attn.h0" in frame.locator("#attention").inner_text()
+        frame.locator("#canvas").focus()
+        frame.locator("#canvas").press("n")
+        assert frame.locator("#step-count").inner_text() == "1"
+        assert errors == []
+    finally:
+        tab.close()
