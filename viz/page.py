@@ -451,9 +451,9 @@ def page_data(
     for view, laid in zip(laid_out, _run_layout(program, sources)):
         _apply_layout(view, laid)
 
-    for view in views:  # the clusters were the layout's; the page reads the view's own list
-        for item in view["items"]:
-            del item["clusters"]
+    for view in views:  # compact rows (a whole name's atomic page has 1,800 views): draw.js expands them
+        view["items"] = [_item_row(item) for item in view["items"]]
+        view["edges"] = [[e["a"], e["b"], e["n"], e["path"], e["arrow"]] for e in view["edges"]]
     open_group = 0
     if level == "tensor":
         open_group = -1  # every block open: the page starts on the tensor view
@@ -551,6 +551,18 @@ def _grid(trace: Trace, view: dict[str, Any], inside: int) -> bool:
     for e in view["edges"]:
         e["path"], e["arrow"] = [], []
     return True
+
+
+def _item_row(item: dict[str, Any]) -> list[Any]:
+    """An item as ``[kind, group or node, x, y, width, height]``, then its name (a group) or
+    its edge counts (a neighbour), in whole points."""
+    row = [item["t"], item["g"] if item["t"] in ("g", "o") else item["i"]]
+    row += [round(item["x"]), round(item["y"]), math.ceil(item["w"]), math.ceil(item["h"])]
+    if item["t"] == "g":
+        row.append(item["name"])
+    elif "edges" in item:
+        row.append(item["edges"])
+    return row
 
 
 def _scale(magnitudes: list[float]) -> list[float]:

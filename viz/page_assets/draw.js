@@ -73,9 +73,26 @@ function nonfiniteItem(item) {
   return itemValue(item, VIEW.grads)[1] || itemValue(item, VIEW.g.data)[1];
 }
 
+// A view as viz/page.py writes it (rows, to keep a large page small) made into objects,
+// once, when it is first drawn.
+function expandView(view) {
+  if (view.expanded) return view;
+  view.items = view.items.map(([t, ref, x, y, w, h, extra]) => {
+    const item = { t, x, y, w, h };
+    if (t === "g" || t === "o") item.g = ref;
+    else item.i = ref;
+    if (t === "g") item.name = extra;
+    else if (extra !== undefined) item.edges = extra;
+    return item;
+  });
+  view.edges = view.edges.map(([a, b, n, path, arrow]) => ({ a, b, n, path, arrow }));
+  view.expanded = true;
+  return view;
+}
+
 // Draw the view of group `v` into the viewport; returns the drawn view's state.
 function drawView(v) {
-  const view = VIEW.g.views[v];
+  const view = expandView(VIEW.g.views[v]);
   const root = document.getElementById("viewport");
   root.textContent = "";
   // Labels too small to read are not laid out at all (a weight matrix has a thousand boxes).
