@@ -170,6 +170,7 @@ class Page:
     def click_item(self, name: str) -> None:
         k = self.js("(name) => window.mgx.items().indexOf(name)", name)
         assert k >= 0, f"{name} not in {self.js('window.mgx.items()')}"
+        self.js("(name) => window.mgx.reveal(name)", name)  # as a user pans to it
         self.tab.locator(f'#viewport g.node[data-item="{k}"]').click()
 
 

@@ -193,8 +193,23 @@ def _box(lines: list[str]) -> tuple[float, float]:
     return round(width, 1), round(height, 1)
 
 
-def _view_source(name: str, items: list[dict], edges: list[tuple[int, int, int]]) -> str:
-    """One view as DOT: fixed-size boxes (the page draws the labels), clusters by path."""
+def _position_rows(items: list[dict], groups: list[Group]) -> list[list[int]]:
+    """The items that are one block at several positions (``layer0.attn@pos0`` ... ``@pos4``),
+    in position order: each row is drawn on one rank, left to right, so a whole name reads
+    with depth down the page and positions across it."""
+    rows: dict[str, list[tuple[int, int]]] = {}
+    for k, item in enumerate(items):
+        if item["t"] != "g":
+            continue
+        base, at, pos = groups[item["g"]].key.partition("@pos")
+        if at and pos.isdigit():
+            rows.setdefault(base, []).append((int(pos), k))
+    return [[k for _, k in sorted(row)] for row in rows.values() if len(row) > 1]
+
+
+def _view_source(name: str, items: list[dict], edges: list[tuple[int, int, int]], rows: list[list[int]] = ()) -> str:
+    """One view as DOT: fixed-size boxes (the page draws the labels), clusters by path; each
+    of ``rows`` on one rank, in its order."""
     lines = [f"digraph {_dot_id(name)} {{", "rankdir=TB; newrank=true; nodesep=0.25; ranksep=0.35;"]
     lines.append('node [shape=box, fixedsize=true, label=""];')
     tree: dict[tuple[str, ...], list[int]] = {}
@@ -219,6 +234,8 @@ def _view_source(name: str, items: list[dict], edges: list[tuple[int, int, int]]
     emit((), "")
     for a, b, _ in edges:
         lines.append(f"n{a} -> n{b};")
+    for row in rows:
+        lines.append(f"{{rank=same; {' -> '.join(f'n{k}' for k in row)} [style=invis];}}")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -463,7 +480,8 @@ def page_data(
             edges = [(e["a"], e["b"], e["n"]) for e in view["edges"]]
             if inside > ROUTED_UP_TO:
                 edges = [(a, b, m) for a, b, m in edges if a < inside and b < inside]
-            sources.append(_view_source(f"view{g}", view["items"], edges))
+            rows = _position_rows(view["items"], groups) if inside > 1 else []
+            sources.append(_view_source(f"view{g}", view["items"], edges, rows))
     for view, laid in zip(laid_out, _run_layout(program, sources)):
         _apply_layout(view, laid)
 

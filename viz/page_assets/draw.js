@@ -96,7 +96,7 @@ function drawView(v) {
   const root = document.getElementById("viewport");
   root.textContent = "";
   // Labels too small to read are not laid out at all (a weight matrix has a thousand boxes).
-  root.classList.toggle("tiny", fitScale(view) * 10 < TINY_PX);
+  root.classList.toggle("tiny", Math.max(fitScale(view), READABLE) * 10 < TINY_PX);
   const drawn = { view, group: v, nodes: [], edges: new Map(), itemOf: null };
   for (const c of view.clusters) {
     const colour = VIEW.style.block_colour[c.name === "context" ? "context" : blockKind(c.name)];
@@ -197,6 +197,7 @@ function refreshAll() {
 const camera = { x: 0, y: 0, s: 1 };
 
 const TINY_PX = 4; // labels below this size (10 px text times the zoom) are hidden
+const READABLE = 0.6; // the smallest zoom a view opens at
 let canvasBox = null;
 
 function canvasSize() {
@@ -221,7 +222,9 @@ function fitScale(view) {
 function fit() {
   const box = canvasSize();
   const view = VIEW.drawn.view;
-  const s = fitScale(view);
+  // Fit the whole view, unless its labels would then be too small to read: then show its top
+  // middle at a readable size (zoom out with - or the wheel for the whole).
+  const s = Math.max(fitScale(view), READABLE);
   camera.s = s;
   camera.x = (box.width - view.w * s) / 2;
   camera.y = Math.max(10, (box.height - view.h * s) / 2);

@@ -272,6 +272,7 @@ window.mgx = {
   select: (pattern) => selectNodes(VIEW.g, pattern).map((i) => VIEW.g.ids[i]),
   tagMatches,
   stepUI: () => actions.step(),
+  reveal: (name) => reveal(window.mgx.items().indexOf(name)),
   viewGroups: () => Object.keys(VIEW.g.views).map(Number),
   openView: (v) => openView(v),
   openGroup: (key) => { const v = VIEW.g.groups.findIndex((gr) => gr.key === key); openView(v); },
