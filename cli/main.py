@@ -143,7 +143,7 @@ def graph(
         typer.Option(
             "--out",
             "-o",
-            help="Output file; its extension picks the format: .svg .png .pdf .dot .gv .json .graphml .html.",
+            help="Output file; its extension picks the format: .svg .png .pdf .dot .gv .json .graphml .mmd .html.",
         ),
     ] = Path("graph.svg"),
     token: TokenOption = None,
