@@ -38,7 +38,7 @@ from microgpt.engine import zero_grad
 from microgpt.errors import MicrogptError
 from microgpt.numbers import to_json_number
 from viz import style
-from viz.dot import display_graph, node_facts
+from viz.dot import display_graph, key_edge_counts, node_facts, reading_rows
 from viz.trace import Trace
 
 ASSETS = "page_assets"
@@ -204,10 +204,37 @@ def _position_rows(items: list[dict], groups: list[Group]) -> list[list[int]]:
         base, at, pos = groups[item["g"]].key.partition("@pos")
         if at and pos.isdigit():
             rows.setdefault(base, []).append((int(pos), k))
-    return [[k for _, k in sorted(row)] for row in rows.values() if len(row) > 1]
+    return [([k for _, k in sorted(row)], True) for row in rows.values() if len(row) > 1]
 
 
-def _view_source(name: str, items: list[dict], edges: list[tuple[int, int, int]], rows: list[list[int]] = ()) -> str:
+def _view_rows(
+    view: dict, groups: list[Group], g: int, graphs: dict[int, Any], level_rows: dict[int, list]
+) -> list[tuple[list[int], bool]]:
+    """The rows of a view: for the top (blocks) and a block's view (tensors), the reading rows
+    ``viz.dot.reading_rows`` gives the SVG at that level, kept to the items drawn here; deeper,
+    the same element at several positions."""
+    depth = 0 if g == 0 else 1 if groups[g].depth == 0 else None
+    items = view["items"]
+    if depth is None:
+        return _position_rows(items, groups)
+    keys = graphs[depth].base_keys
+    where: dict[str, int] = {}
+    for k, item in enumerate(items):
+        if item["t"] == "g":
+            where.setdefault(keys[groups[item["g"]].members[0]], k)
+        elif item["t"] == "n":
+            where.setdefault(keys[item["i"]], k)
+    out = []
+    for names, chained in level_rows[depth]:
+        row = [where[name] for name in names if name in where]
+        if len(row) > 1:
+            out.append((row, chained))
+    return out
+
+
+def _view_source(
+    name: str, items: list[dict], edges: list[tuple[int, int, int]], rows: list[tuple[list[int], bool]] = ()
+) -> str:
     """One view as DOT: fixed-size boxes (the page draws the labels), clusters by path; each
     of ``rows`` on one rank, in its order."""
     lines = [f"digraph {_dot_id(name)} {{", "rankdir=TB; newrank=true; nodesep=0.25; ranksep=0.35;"]
@@ -234,8 +261,11 @@ def _view_source(name: str, items: list[dict], edges: list[tuple[int, int, int]]
     emit((), "")
     for a, b, _ in edges:
         lines.append(f"n{a} -> n{b};")
-    for row in rows:
-        lines.append(f"{{rank=same; {' -> '.join(f'n{k}' for k in row)} [style=invis];}}")
+    for row, chained in rows:
+        if chained:
+            lines.append(f"{{rank=same; {' -> '.join(f'n{k}' for k in row)} [style=invis];}}")
+        else:
+            lines.append(f"{{rank=same; {'; '.join(f'n{k}' for k in row)};}}")
     lines.append("}")
     return "\n".join(lines) + "\n"
 
@@ -465,6 +495,12 @@ def page_data(
             )
         group_out.append(entry)
 
+    # The SVG's reading rows at block and tensor level (viz.dot): one block at every position
+    # on one rank, in position order, parameters beside what they feed.
+    level_rows = {
+        depth: reading_rows(graph, list(key_edge_counts(trace, graph.base_keys)))
+        for depth, graph in facts_graph.items()
+    }
     views, sources, laid_out = [], [], []
     for g, group in enumerate(groups):
         if len(group.children) < 2 and g:
@@ -480,7 +516,7 @@ def page_data(
             edges = [(e["a"], e["b"], e["n"]) for e in view["edges"]]
             if inside > ROUTED_UP_TO:
                 edges = [(a, b, m) for a, b, m in edges if a < inside and b < inside]
-            rows = _position_rows(view["items"], groups) if inside > 1 else []
+            rows = _view_rows(view, groups, g, facts_graph, level_rows)
             sources.append(_view_source(f"view{g}", view["items"], edges, rows))
     for view, laid in zip(laid_out, _run_layout(program, sources)):
         _apply_layout(view, laid)
