@@ -408,3 +408,11 @@ def test_the_notebook_displays_the_viewer_inline(browser):
         assert errors == []
     finally:
         tab.close()
+
+
+def test_an_edge_dot_splits_into_several_splines_is_read():
+    from viz.page import _arrow_end, _points
+
+    text = "e,10,0 0,100 2,80 4,60 6,40;e,12,2 6,40 8,30 10,20 11,10"
+    assert _points(text, 100) == [0, 0, 2, 20, 4, 40, 6, 60]
+    assert _arrow_end(text, 100) == [10, 100]

@@ -314,9 +314,10 @@ def _run_layout_batch(program: str, sources: list[str]) -> list[dict]:
 
 
 def _points(text: str, height: float) -> list[float]:
-    """Graphviz's y-up points as a flat list, y measured down from the top."""
+    """Graphviz's y-up points as a flat list, y measured down from the top (of the first
+    spline, where dot splits an edge into several with ';')."""
     out: list[float] = []
-    for pair in text.split():
+    for pair in text.split(";")[0].split():
         if pair[:2] in ("e,", "s,"):
             continue
         x, y = pair.split(",")[:2]
@@ -325,7 +326,7 @@ def _points(text: str, height: float) -> list[float]:
 
 
 def _arrow_end(text: str, height: float) -> list[float]:
-    for pair in text.split():
+    for pair in text.split(";")[0].split():
         if pair.startswith("e,"):
             _, x, y = pair.split(",")
             return [round(float(x)), round(height - float(y))]
