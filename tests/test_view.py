@@ -416,3 +416,24 @@ def test_an_edge_dot_splits_into_several_splines_is_read():
     text = "e,10,0 0,100 2,80 4,60 6,40;e,12,2 6,40 8,30 10,20 11,10"
     assert _points(text, 100) == [0, 0, 2, 20, 4, 40, 6, 60]
     assert _arrow_end(text, 100) == [10, 100]
+
+
+@pytest.mark.parametrize(
+    ("options", "view", "count"),
+    [
+        (["--level", "tensor"], "layer0.attn@pos0", ""),
+        (["--focus", "attn.h1.k"], "layer0.attn.h1.k@pos0", "4 matches"),
+    ],
+)
+def test_level_and_focus_choose_the_view_the_page_opens_on(browser, tmp_path, options, view, count):
+    out = tmp_path / "g.html"
+    result = runner.invoke(app, ["graph", "--token", "a", "--pos", "0", *options, "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    p = Page(browser, out)
+    try:
+        assert p.js("window.mgx.viewName()") == view
+        assert p.text("#match-count") == count
+        if count:
+            assert p.tab.locator("#viewport g.node.match").count() == 4
+    finally:
+        p.tab.close()

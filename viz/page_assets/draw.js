@@ -3,15 +3,6 @@
 
 "use strict";
 
-const SVG_NS = "http://www.w3.org/2000/svg";
-
-function el(name, attrs, parent) {
-  const node = document.createElementNS(SVG_NS, name);
-  for (const [k, v] of Object.entries(attrs || {})) node.setAttribute(k, v);
-  if (parent) parent.appendChild(node);
-  return node;
-}
-
 function blockKind(path) {
   const last = path.split(".").pop();
   return last in VIEW.style.block_colour ? last : "other";
@@ -94,51 +85,55 @@ function expandView(view) {
 function drawView(v) {
   const view = expandView(VIEW.g.views[v]);
   const root = document.getElementById("viewport");
-  root.textContent = "";
   // Labels too small to read are not laid out at all (a weight matrix has a thousand boxes).
-  root.classList.toggle("tiny", Math.max(fitScale(view), READABLE) * 10 < TINY_PX);
+  root.classList.toggle("tiny", openingScale(view) * 10 < TINY_PX);
   const drawn = { view, group: v, nodes: [], edges: new Map(), itemOf: null };
+  // The markup is written as one string and parsed once: building a thousand boxes element
+  // by element took four times as long.
+  const out = [];
   for (const c of view.clusters) {
     const colour = VIEW.style.block_colour[c.name === "context" ? "context" : blockKind(c.name)];
-    const gc = el("g", { class: "cluster" }, root);
-    el("rect", { x: c.x, y: c.y, width: c.w, height: c.h, rx: 6, stroke: colour }, gc);
-    el("text", { x: c.x + 6, y: c.y + 13, fill: colour }, gc).textContent = c.name.split(".").pop();
+    out.push(`<g class="cluster"><rect x="${c.x}" y="${c.y}" width="${c.w}" height="${c.h}" rx="6" stroke="${colour}"></rect>` +
+      `<text x="${c.x + 6}" y="${c.y + 13}" fill="${colour}">${esc(c.name.split(".").pop())}</text></g>`);
   }
-  view.edges.forEach((e, k) => {
-    const ge = el("g", { class: "edge" }, root);
+  for (const e of view.edges) {
     const p = e.path;
+    let inner = "";
     if (p.length >= 8) {
       let d = `M${p[0]},${p[1]}`;
       for (let j = 2; j + 5 < p.length; j += 6) d += `C${p[j]},${p[j + 1]} ${p[j + 2]},${p[j + 3]} ${p[j + 4]},${p[j + 5]}`;
-      el("path", { d }, ge);
+      inner += `<path d="${d}"></path>`;
       if (e.arrow.length) {
         const [x0, y0] = [p[p.length - 2], p[p.length - 1]];
         const [x1, y1] = e.arrow;
         const dx = x1 - x0, dy = y1 - y0, len = Math.hypot(dx, dy) || 1;
         const nx = (-dy / len) * 3.5, ny = (dx / len) * 3.5;
-        el("polygon", { points: `${x1},${y1} ${x0 + nx},${y0 + ny} ${x0 - nx},${y0 - ny}` }, ge);
+        inner += `<polygon points="${x1},${y1} ${x0 + nx},${y0 + ny} ${x0 - nx},${y0 - ny}"></polygon>`;
       }
     }
-    if (e.n > 1) el("title", {}, ge).textContent = `${e.n} scalar edges`;
-    drawn.edges.set(`${e.a}>${e.b}`, ge);
-  });
+    if (e.n > 1) inner += `<title>${e.n} scalar edges</title>`;
+    out.push(`<g class="edge" data-edge="${e.a}>${e.b}">${inner}</g>`);
+  }
   view.items.forEach((item, k) => {
     const cls = item.t === "g" ? "node group" : item.t === "n" ? "node scalar" : "node outside";
-    const gn = el("g", { class: cls, "data-item": k, transform: `translate(${item.x - item.w / 2},${item.y - item.h / 2})` }, root);
-    const box = el("rect", { class: "box", width: item.w, height: item.h, rx: 4 }, gn);
+    let stroke = "";
     if (item.t === "g") {
       const fam = VIEW.g.groups[item.g].family;
-      box.setAttribute("stroke", VIEW.style.family_colour[fam] ? darker(VIEW.style.family_colour[fam]) : "#6b7280");
+      stroke = ` stroke="${VIEW.style.family_colour[fam] ? darker(VIEW.style.family_colour[fam]) : "#6b7280"}"`;
     }
-    const mark = el("rect", { class: "mark", x: item.w - 11, y: 3, width: 8, height: 8 }, gn);
-    const flag = el("text", { class: "flag", x: item.w - 22, y: 11 }, gn);
-    const texts = itemLines(item).map((line, j) => {
-      const t = el("text", { x: 7, y: 16 + j * 13, class: j === 0 ? "name" : "" }, gn);
-      t.textContent = line;
-      return t;
-    });
-    drawn.nodes.push({ item, gn, box, mark, flag, texts });
+    const texts = itemLines(item).map((line, j) => `<text x="7" y="${16 + j * 13}"${j === 0 ? ' class="name"' : ""}>${esc(line)}</text>`);
+    out.push(`<g class="${cls}" data-item="${k}" transform="translate(${item.x - item.w / 2},${item.y - item.h / 2})">` +
+      `<rect class="box" width="${item.w}" height="${item.h}" rx="4"${stroke}></rect>` +
+      `<rect class="mark" x="${item.w - 11}" y="3" width="8" height="8"></rect>` +
+      `<text class="flag" x="${item.w - 22}" y="11"></text>${texts.join("")}</g>`);
   });
+  root.innerHTML = out.join("");
+  for (const ge of root.querySelectorAll("g.edge")) drawn.edges.set(ge.getAttribute("data-edge"), ge);
+  for (const gn of root.querySelectorAll("g.node")) {
+    const rects = gn.querySelectorAll("rect");
+    const texts = [...gn.querySelectorAll("text")];
+    drawn.nodes.push({ item: view.items[drawn.nodes.length], gn, box: rects[0], mark: rects[1], flag: texts[0], texts: texts.slice(1) });
+  }
   drawn.itemOf = itemIndex(view);
   VIEW.drawn = drawn;
   refreshAll();
@@ -197,7 +192,12 @@ function refreshAll() {
 const camera = { x: 0, y: 0, s: 1 };
 
 const TINY_PX = 4; // labels below this size (10 px text times the zoom) are hidden
-const READABLE = 0.6; // the smallest zoom a view opens at
+const READABLE = 0.6; // the smallest zoom a view opens at (unless it has MANY items)
+const MANY = 300; // a view of more items opens whole, its labels hidden until zoomed in
+
+function openingScale(view) {
+  return view.items.length > MANY ? fitScale(view) : Math.max(fitScale(view), READABLE);
+}
 let canvasBox = null;
 
 function canvasSize() {
@@ -224,7 +224,7 @@ function fit() {
   const view = VIEW.drawn.view;
   // Fit the whole view, unless its labels would then be too small to read: then show its top
   // middle at a readable size (zoom out with - or the wheel for the whole).
-  const s = Math.max(fitScale(view), READABLE);
+  const s = openingScale(view);
   camera.s = s;
   camera.x = (box.width - view.w * s) / 2;
   camera.y = Math.max(10, (box.height - view.h * s) / 2);
