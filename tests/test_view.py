@@ -437,3 +437,39 @@ def test_level_and_focus_choose_the_view_the_page_opens_on(browser, tmp_path, op
             assert p.tab.locator("#viewport g.node.match").count() == 4
     finally:
         p.tab.close()
+
+
+def test_a_view_opened_again_shows_the_grads_of_now(page):
+    reference = fresh_trace(backward=True)
+    node = "layer0.attn.h0.q[1]@pos0"
+    page.js("(id) => window.mgx.showNode(id)", node)
+    label = "#viewport g.node.selected text:nth-of-type(5)"  # the flag, then id, op, data, grad
+    assert page.tab.locator(label).text_content() == "grad 0"
+    page.press("Escape")
+    page.js("window.mgx.finish()")
+    page.js("(id) => window.mgx.showNode(id)", node)
+    assert page.js("window.mgx.viewName()") == "layer0.attn.h0.q@pos0"
+    assert page.tab.locator(label).text_content() == f"grad {reference.nodes[reference.id_index[node]].grad:.4g}"
+
+
+def test_the_page_writes_numbers_as_python_does(page):
+    numbers = [
+        0.0,
+        1.0,
+        -1.0,
+        0.5,
+        123456.0,
+        1234.5,
+        9999.5,
+        0.0001,
+        0.00012345,
+        1e-05,
+        -2.5e-07,
+        3.14159,
+        1e21,
+        5e-324,
+    ]
+    numbers += [float(x) for x in page.js("window.mgx.grads().slice(0, 200)")]
+    got = page.js("(xs) => xs.map((x) => [fmtg(x), fmtg(x, 6)])", numbers)
+    assert got == [[f"{x:.4g}", f"{x:.6g}"] for x in numbers]
+    assert page.js("[fmtg(NaN), fmtg(Infinity), fmtg(-Infinity)]") == ["nan", "inf", "-inf"]

@@ -76,17 +76,31 @@ function selectNodes(g, text) {
   return out.sort((a, b) => a - b);
 }
 
+// x in scientific notation with p significant digits, rounded as Python rounds: to the
+// nearest, and an exact tie to the even digit (JavaScript's toExponential rounds ties up).
+function exponential(x, p) {
+  const s = x.toExponential(p - 1);
+  const full = Math.abs(x).toExponential(100); // exact: a tie needs no more than p + 1 digits
+  const digits = full[0] + full.slice(2, full.indexOf("e"));
+  if (digits[p] !== "5" || !/^0*$/.test(digits.slice(p + 1)) || Number(digits[p - 1]) % 2 === 1) return s;
+  const kept = digits.slice(0, p);
+  return `${x < 0 ? "-" : ""}${kept[0]}${p > 1 ? "." + kept.slice(1) : ""}${full.slice(full.indexOf("e"))}`;
+}
+
 // Numbers as Python's f"{x:.{p}g}" writes them (nan, inf, -inf included).
 function fmtg(x, p = 4) {
   if (Number.isNaN(x)) return "nan";
   if (x === Infinity) return "inf";
   if (x === -Infinity) return "-inf";
   if (x === 0) return Object.is(x, -0) ? "-0" : "0";
-  const [mant, ex] = x.toExponential(p - 1).split("e");
+  const [mant, ex] = exponential(x, p).split("e");
   const exp = Number(ex);
-  const strip = (s) => (s.includes(".") ? s.replace(/0+$/, "").replace(/\.$/, "") : s);
+  const strip = (t) => (t.includes(".") ? t.replace(/0+$/, "").replace(/\.$/, "") : t);
   if (exp < -4 || exp >= p) return `${strip(mant)}e${exp < 0 ? "-" : "+"}${String(Math.abs(exp)).padStart(2, "0")}`;
-  return strip(x.toFixed(Math.max(0, p - 1 - exp)));
+  const sign = x < 0 ? "-" : "";
+  const ds = mant.replace("-", "").replace(".", "");
+  const fixed = exp >= 0 ? `${ds.slice(0, exp + 1)}.${ds.slice(exp + 1)}` : `0.${"0".repeat(-exp - 1)}${ds}`;
+  return sign + strip(fixed);
 }
 
 // A summary as the page's labels write it (viz.page._summary_text): finite min … max, then

@@ -82,12 +82,28 @@ function expandView(view) {
 }
 
 // Draw the view of group `v` into the viewport; returns the drawn view's state.
+// The views drawn lately, kept whole: going back to one (the player following backward up
+// and down the groups, Esc) only puts it back and rewrites its numbers.
+const drawnCache = new Map();
+const CACHED_VIEWS = 24;
+
 function drawView(v) {
   const view = expandView(VIEW.g.views[v]);
   const root = document.getElementById("viewport");
   // Labels too small to read are not laid out at all (a weight matrix has a thousand boxes).
   root.classList.toggle("tiny", openingScale(view) * 10 < TINY_PX);
-  const drawn = { view, group: v, nodes: [], edges: new Map(), itemOf: null };
+  const cached = drawnCache.get(v);
+  if (cached) {
+    drawnCache.delete(v);
+    drawnCache.set(v, cached); // the most recent last
+    root.replaceChildren(cached.layer);
+    cached.nodes.forEach((d) => d.gn.classList.remove("selected"));
+    VIEW.drawn = cached;
+    refreshAll();
+    return cached;
+  }
+  const layer = document.createElementNS("http://www.w3.org/2000/svg", "g");
+  const drawn = { view, group: v, nodes: [], edges: new Map(), itemOf: null, layer };
   // The markup is written as one string and parsed once: building a thousand boxes element
   // by element took four times as long.
   const out = [];
@@ -127,15 +143,18 @@ function drawView(v) {
       `<rect class="mark" x="${item.w - 11}" y="3" width="8" height="8"></rect>` +
       `<text class="flag" x="${item.w - 22}" y="11"></text>${texts.join("")}</g>`);
   });
-  root.innerHTML = out.join("");
-  for (const ge of root.querySelectorAll("g.edge")) drawn.edges.set(ge.getAttribute("data-edge"), ge);
-  for (const gn of root.querySelectorAll("g.node")) {
+  layer.innerHTML = out.join("");
+  root.replaceChildren(layer);
+  for (const ge of layer.querySelectorAll("g.edge")) drawn.edges.set(ge.getAttribute("data-edge"), ge);
+  for (const gn of layer.querySelectorAll("g.node")) {
     const rects = gn.querySelectorAll("rect");
     const texts = [...gn.querySelectorAll("text")];
     drawn.nodes.push({ item: view.items[drawn.nodes.length], gn, box: rects[0], mark: rects[1], flag: texts[0], texts: texts.slice(1) });
   }
   drawn.itemOf = itemIndex(view);
   VIEW.drawn = drawn;
+  drawnCache.set(v, drawn);
+  if (drawnCache.size > CACHED_VIEWS) drawnCache.delete(drawnCache.keys().next().value);
   refreshAll();
   return drawn;
 }
