@@ -473,3 +473,20 @@ def test_the_page_writes_numbers_as_python_does(page):
     got = page.js("(xs) => xs.map((x) => [fmtg(x), fmtg(x, 6)])", numbers)
     assert got == [[f"{x:.4g}", f"{x:.6g}"] for x in numbers]
     assert page.js("[fmtg(NaN), fmtg(Infinity), fmtg(-Infinity)]") == ["nan", "inf", "-inf"]
+
+
+@pytest.mark.parametrize("program", ["graphviz-pure", "dot"])
+def test_every_box_is_placed_inside_its_view(program):
+    from viz.render import find_layout_program
+
+    try:
+        found = find_layout_program(program)
+    except MicrogptError:
+        pytest.skip(f"no {program} here")
+    data = page_data(build_token_graph(CHOICE, backward=False).graph, layout_program=found)
+    for view in data["views"].values():
+        assert view["items"], view["group"]
+        for _t, _ref, x, y, w, h, *_ in view["items"]:
+            assert w / 2 - 1 <= x <= view["w"] - w / 2 + 1 and h / 2 - 1 <= y <= view["h"] - h / 2 + 1
+        for _a, _b, _n, path, _arrow in view["edges"]:
+            assert not path or (len(path) - 2) % 6 == 0  # a start point, then cubic Béziers
