@@ -91,8 +91,12 @@ def graph_command(
         fail(f"--hops must be 0 or more, got {hops}")
     check_writable(out, "-o", "graph.svg")
     if suffix in PAGE_FORMATS:
-        from cli.view_cmd import write_html
+        from cli.view_cmd import unused_page_options, write_html
 
+        for note in unused_page_options(
+            hops=hops, edge_grads=edge_grads, rankdir=rankdir, expand_context=expand_context
+        ):
+            info(note)
         write_html(out, choice, level, focus, layout_program)
         return
     from viz.render import UNSUPPORTED, estimate_seconds, find_layout_program, layout

@@ -23,6 +23,21 @@ def check_page_options(level: str) -> None:
         )
 
 
+def unused_page_options(*, hops: int, edge_grads: bool, rankdir: str, expand_context: bool) -> list[str]:
+    """One line for each drawing option given that the page does not use."""
+    given = [
+        ("--hops", hops != 1),
+        ("--edge-grads", edge_grads),
+        ("--rankdir", rankdir.upper() != "TB"),
+        ("--expand-context", expand_context),
+    ]
+    return [
+        f"{name} is for the static drawings: the page lays out each group top to bottom and opens any of them"
+        for name, used in given
+        if used
+    ]
+
+
 def build_page(choice: TokenChoice, level: str, focus: str | None, layout_program: str | None) -> dict:
     """The page's data for the graph ``mgx graph`` would draw: one token's, or with --word and
     no --pos a whole word's."""

@@ -490,3 +490,14 @@ def test_every_box_is_placed_inside_its_view(program):
             assert w / 2 - 1 <= x <= view["w"] - w / 2 + 1 and h / 2 - 1 <= y <= view["h"] - h / 2 + 1
         for _a, _b, _n, path, _arrow in view["edges"]:
             assert not path or (len(path) - 2) % 6 == 0  # a start point, then cubic Béziers
+
+
+def test_html_says_which_drawing_options_it_does_not_use(tmp_path):
+    out = tmp_path / "g.html"
+    result = runner.invoke(
+        app, ["graph", "--token", "a", "--pos", "0", "--rankdir", "LR", "--hops", "2", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "--rankdir is for the static drawings" in result.stderr
+    assert "--hops is for the static drawings" in result.stderr
+    assert "--edge-grads" not in result.stderr
