@@ -23,7 +23,8 @@ DOT_FORMATS = (".dot", ".gv")
 LAYOUT_FORMATS = (".svg", ".png", ".pdf")
 NX_FORMATS = (".json", ".graphml")
 MERMAID_FORMATS = (".mmd",)
-FORMATS = DOT_FORMATS + LAYOUT_FORMATS + NX_FORMATS + MERMAID_FORMATS
+PAGE_FORMATS = (".html",)  # the interactive page: cli/view_cmd.py, viz/page.py
+FORMATS = DOT_FORMATS + LAYOUT_FORMATS + NX_FORMATS + MERMAID_FORMATS + PAGE_FORMATS
 # Scalar drawings past this many nodes ask first (viz.render estimates how long layout takes).
 SCALAR_CONFIRM_NODES = 2000
 
@@ -89,6 +90,15 @@ def graph_command(
     if hops < 0:
         fail(f"--hops must be 0 or more, got {hops}")
     check_writable(out, "-o", "graph.svg")
+    if suffix in PAGE_FORMATS:
+        from cli.view_cmd import unused_page_options, write_html
+
+        for note in unused_page_options(
+            hops=hops, edge_grads=edge_grads, rankdir=rankdir, expand_context=expand_context
+        ):
+            info(note)
+        write_html(out, choice, level, focus, layout_program)
+        return
     from viz.render import UNSUPPORTED, estimate_seconds, find_layout_program, layout
 
     program = find_layout_program(layout_program) if suffix in LAYOUT_FORMATS else None
