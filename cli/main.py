@@ -152,7 +152,9 @@ def graph(
     out: Annotated[
         Path,
         typer.Option(
-            "--out", "-o", help="Output file; its extension picks the format: .svg .png .pdf .dot .gv .json .graphml."
+            "--out",
+            "-o",
+            help="Output file; its extension picks the format: .svg .png .pdf .dot .gv .json .graphml .mmd .html.",
         ),
     ] = Path("graph.svg"),
     token: TokenOption = None,
@@ -263,6 +265,34 @@ def inspect(
         width=width,
         choice=TokenChoice(checkpoint, data, word, pos, token, target, granularity),
     )
+
+
+@app.command(cls=Command)
+@user_errors
+def view(
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write the page here (.html); default: a temporary file.")
+    ] = None,
+    token: TokenOption = None,
+    pos: PosOption = None,
+    word: WordOption = None,
+    target: TargetOption = None,
+    checkpoint: CheckpointOption = None,
+    data: DataOption = None,
+    granularity: GranularityOption = "fused",
+    level: Annotated[str, typer.Option(help="The view the page opens on: block or tensor.")] = "block",
+    focus: Annotated[
+        str | None, typer.Option(help="Open on the nodes whose tag matches this pattern (e.g. attn.h0), marked.")
+    ] = None,
+    layout_program: Annotated[
+        str | None, typer.Option(help="Program laying out the views (default: dot on PATH, else graphviz-pure).")
+    ] = None,
+) -> None:
+    """Open the graph in the browser: drill from blocks to scalars, search it, play backprop across it."""
+    from cli.view_cmd import view_command
+
+    choice = TokenChoice(checkpoint, data, word, pos, token, target, granularity)
+    view_command(out, choice, level, focus, layout_program)
 
 
 @app.command(cls=Command)

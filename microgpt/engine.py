@@ -25,7 +25,7 @@ import math
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import reduce
 from operator import add, mul
 from typing import Any
@@ -138,10 +138,10 @@ class Op:
     derivative: str  # its local derivatives, for the views that explain the chain rule
     forward: Forward | None = field(default=None, repr=False, compare=False)  # None for leaves
     local: Local | None = field(default=None, repr=False, compare=False)
-    arg: float | None = None  # the constant of the op, where it has one (pow's exponent)
+    arg: Any = None  # the constant of the op, where it has one (pow's exponent, xent's targets)
 
     def __str__(self) -> str:
-        return self.name if self.arg is None else f"{self.name}({self.arg:g})"
+        return f"{self.name}({self.arg:g})" if isinstance(self.arg, float) else self.name
 
 
 def _product(xs: Sequence[Number], arg: Any = None) -> Number:
@@ -184,6 +184,36 @@ DOT = Op(
 )  # fmt: skip
 SUM = Op("sum", "Σ", None, "∂(Σ aᵢ)/∂aᵢ = 1", _sum, _ones)
 
+
+def _cross_entropy(xs: Sequence[Number], targets: tuple[int, ...]) -> tuple[Number, tuple[Number, ...]]:
+    """The mean over positions of −log softmax(logitsₚ)[targetₚ] (xs: the positions' logits in a
+    row), and its derivative with respect to every logit: each computed by the very operations,
+    in the very order, that the nodes of document_loss's softmaxes, logs and mean and their
+    backward apply (model.py, nn.py), so one node gives the same bits as those hundreds."""
+    vocab, scale = len(xs) // len(targets), 1 / len(targets)
+    g_loss = 0 + 1 * (0 + scale * 1)  # ∂mean/∂lossₚ: the 1/n scale, then the sum
+    losses, local = [], []
+    for p, t in enumerate(targets):
+        logits = xs[p * vocab : (p + 1) * vocab]
+        finite = [x for x in logits if x == x]
+        shift = -(max(finite) if finite else math.nan)  # softmax subtracts the max
+        exps = [exp(x + shift) for x in logits]
+        denominator = _left_to_right(exps)
+        inverse = power(denominator, -1)
+        prob = exps[t] * inverse
+        losses.append(log(prob) * -1)
+        g_prob = 0 + reciprocal(prob) * (0 + -1 * g_loss)  # through −x = x·(−1), then log
+        g_total = 0 + (-1 * power(denominator, -2)) * (0 + exps[t] * g_prob)  # then x⁻¹
+        g_exps = [0 + 1 * g_total] * vocab  # then Σ; the target's exp also feeds the product
+        g_exps[t] = (0 + inverse * g_prob) + 1 * g_total
+        local += [0 + e * g for e, g in zip(exps, g_exps)]  # then exp; x − max passes it on
+    return _left_to_right(losses) * scale, tuple(local)
+
+
+XENT = Op("xent", "CE", None, "∂(mean −log softmax(lₚ)[tₚ])/∂lₚᵢ = (softmax(lₚ)ᵢ − [i = tₚ]) / n",
+          lambda xs, targets: _cross_entropy(xs, targets)[0], lambda xs, out, t: _cross_entropy(xs, t)[1])  # fmt: skip
+
+
 _POW_OPS: dict[float, Op] = {}
 
 
@@ -207,7 +237,7 @@ def pow_op(exponent: Number) -> Op:
 
 # Every op by name; pow appears once, as the op family (its exponents vary).
 OPS: dict[str, Op] = {
-    op.name: op for op in (LEAF, PARAM, CONST, ADD, MUL, pow_op(2), EXP, LOG, RELU, NEG, SUB, DIV, DOT, SUM)
+    op.name: op for op in (LEAF, PARAM, CONST, ADD, MUL, pow_op(2), EXP, LOG, RELU, NEG, SUB, DIV, DOT, SUM, XENT)
 }
 
 
@@ -241,21 +271,10 @@ class Value:
             _tape.append(self)
 
     # -- read-only views of the graph -------------------------------------------------
-    @property
-    def op(self) -> Op:
-        return self._op
-
-    @property
-    def tag(self) -> str | None:
-        return self._tag
-
-    @property
-    def children(self) -> tuple[Value, ...]:
-        return self._children
-
-    @property
-    def local_grads(self) -> tuple[Number, ...]:
-        return self._local_grads
+    op: Op = property(lambda self: self._op)  # type: ignore[assignment]
+    tag: str | None = property(lambda self: self._tag)  # type: ignore[assignment]
+    children: tuple[Value, ...] = property(lambda self: self._children)  # type: ignore[assignment]
+    local_grads: tuple[Number, ...] = property(lambda self: self._local_grads)  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"Value(data={self.data!r}, grad={self.grad!r}, op={self._op}, tag={self._tag!r})"
@@ -312,13 +331,9 @@ class Value:
 
     # -- backpropagation ----------------------------------------------------------------
     def backward(self) -> None:
-        """Set this node's grad to 1 and fill in ∂self/∂v for every v it depends on.
-
-        As in PyTorch, leaves (parameters, inputs) accumulate: a second backward adds to
-        their grads, so a training loop zeroes them between steps (``GPT.zero_grad``).
-        Every intermediate node's grad is recomputed from 0 by each call, so it always
-        holds this backward's value (the views show it).
-        """
+        """Set this node's grad to 1 and fill in ∂self/∂v for every v it depends on. As in
+        PyTorch, leaves (parameters, inputs) accumulate: a training loop zeroes them between
+        steps (``GPT.zero_grad``); every other node's grad is recomputed from 0 by each call."""
         order = topological_order(self)
         for node in order:
             if node._children:
@@ -342,15 +357,11 @@ def recording() -> Iterator[list[Value]]:
 
 
 def backward_recorded(root: Value, tape: Sequence[Value]) -> None:
-    """``root.backward()`` over a recorded forward pass, in reverse creation order.
-
-    For a forward pass recorded fresh (every grad 0) that holds every node ``root`` depends
-    on (a training step's does: a test checks it). The chain rule is the same; what changes
-    is the order in which a node's consumers add to its grad, so a grad may move in its last
-    bits. A node whose grad is 0 adds only zeros and is skipped (a dead ReLU's whole dot
-    product; the probabilities of the tokens that are not the target) unless a local
-    derivative is not finite: 0 × inf is NaN, which backward must pass on if, and only if,
-    ``root`` depends on the node."""
+    """``root.backward()`` over a recorded forward pass (every grad 0, every node ``root``
+    depends on), in reverse creation order: the same chain rule, but a node's consumers add to
+    its grad in another order, so a grad may move in its last bits. A node whose grad is 0 adds
+    only zeros and is skipped (a dead ReLU's dot product), unless a local derivative is not
+    finite: 0 × inf is NaN, which backward passes on if, and only if, ``root`` depends on it."""
     isfinite = math.isfinite
     reachable: set[int] | None = None
     root.grad = 1
@@ -379,24 +390,20 @@ def _relabel(node: Value, op: Op) -> Value:
 def dot(ws: Sequence[Value], xs: Sequence[Value]) -> Value:
     """Fused Σ wᵢ·xᵢ: one node whose children are the ws then the xs, and whose local
     derivatives are the other operand's data. Accumulates left to right from 0."""
-    if len(ws) != len(xs):
-        raise ValueError(f"dot of vectors of different lengths ({len(ws)} and {len(xs)})")
-    w_data = [w.data for w in ws]
-    x_data = [x.data for x in xs]
-    data = _left_to_right(map(mul, w_data, x_data))
-    return Value(data, (*ws, *xs), (*x_data, *w_data), DOT)
+    return dots([ws], xs)[0]
 
 
-def dots(rows: Sequence[Sequence[Value]], xs: Sequence[Value]) -> list[Value]:
-    """Fused W·x: ``[dot(row, xs) for row in rows]``, reading the xs' data once, not per row."""
-    x_data = [x.data for x in xs]
+def dots(rows: Sequence[Sequence[Value]], xs: Sequence[Value], w_data: Sequence[tuple] | None = None) -> list[Value]:
+    """Fused W·x: ``[dot(row, xs) for row in rows]``, reading the xs' data once, not per row
+    (and the rows' data not at all if the caller has read it: ``w_data``). Children and local
+    derivatives are built by joining tuples, three times faster than unpacking into one."""
     xs = tuple(xs)
+    x_data = tuple([x.data for x in xs])
     out = []
-    for ws in rows:
+    for ws, row_data in zip(rows, w_data or [tuple([w.data for w in ws]) for ws in rows]):
         if len(ws) != len(xs):
             raise ValueError(f"dot of vectors of different lengths ({len(ws)} and {len(xs)})")
-        w_data = [w.data for w in ws]
-        out.append(Value(_left_to_right(map(mul, w_data, x_data)), (*ws, *xs), (*x_data, *w_data), DOT))
+        out.append(Value(_left_to_right(map(mul, row_data, x_data)), tuple(ws) + xs, x_data + row_data, DOT))
     return out
 
 
@@ -406,14 +413,17 @@ def total(xs: Sequence[Value]) -> Value:
     return Value(data, tuple(xs), (1,) * len(xs), SUM)
 
 
-def topological_order(root: Value) -> list[Value]:
-    """Every node ``root`` depends on, each after all of its children.
+def cross_entropy(logits: Sequence[Sequence[Value]], targets: Sequence[int]) -> Value:
+    """Fused mean of −log softmax(logitsₚ)[targetₚ]: one node over every logit (``_cross_entropy``)."""
+    xs = tuple(x for row in logits for x in row)
+    data, local = _cross_entropy([x.data for x in xs], tuple(targets))
+    return Value(data, xs, local, replace(XENT, arg=tuple(targets)))
 
-    The order is that of a recursive depth-first post-order walk visiting children in
-    order (the reference design's ``build_topo``), so gradients accumulate in the same
-    order and to the same bits. It is written as an explicit stack loop, so a graph of any
-    depth works: Python's recursion limit never applies.
-    """
+
+def topological_order(root: Value) -> list[Value]:
+    """Every node ``root`` depends on, each after all of its children, in the order of the
+    reference's recursive depth-first ``build_topo`` (so gradients accumulate to the same bits),
+    but as an explicit stack loop: Python's recursion limit never applies to a deep graph."""
     order: list[Value] = []
     visited = {root}
     stack = [(root, iter(root._children))]
@@ -511,12 +521,9 @@ def zero_grad(root: Value) -> None:
 
 @contextmanager
 def gc_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while a graph is built and backpropagated.
-
-    The graph is acyclic, so reference counting alone frees it; without the pause the
-    collector walks the tens of thousands of young nodes of every step, which is most of
-    the step's time. Restores the collector's previous state.
-    """
+    """Pause Python's cyclic garbage collector while a graph is built, backpropagated and freed:
+    the graph is acyclic, so reference counting frees it, and the collector would walk its tens
+    of thousands of young nodes every step. Restores the collector's previous state."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:

@@ -33,10 +33,10 @@ def total(xs: Sequence[Value], fused: bool) -> Value:
     return sum(xs)  # type: ignore[return-value]
 
 
-def linear(x: Sequence[Value], w: Matrix, fused: bool) -> Vector:
-    """y = W x, no bias. w: (out, in), x: (in,) -> (out,)."""
+def linear(x: Sequence[Value], w: Matrix, fused: bool, w_data: list[tuple[float, ...]] | None = None) -> Vector:
+    """y = W x, no bias. w: (out, in), x: (in,) -> (out,); ``w_data``: W's data, if already read."""
     if fused:
-        return fused_dots(w, x)
+        return fused_dots(w, x, w_data)
     return [dot(row, x, fused) for row in w]
 
 

@@ -20,6 +20,7 @@ from microgpt.data import Tokenizer
 from microgpt.engine import Value, backward_recorded, gc_paused, power, recording, topological_order
 from microgpt.errors import MicrogptError
 from microgpt.model import GPT, GPTConfig, KVCache
+from microgpt.scope import set_tagging
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,9 @@ class Diverged(MicrogptError):
 
 
 def _first_non_finite_index(values: list[float]) -> int | None:
-    if all(map(math.isfinite, values)):  # the common case, at C speed
+    if math.isfinite(sum(values)):  # the common case, at C speed (NaN and ±inf make the sum so)
         return None
-    return next(i for i, x in enumerate(values) if not math.isfinite(x))
+    return next((i for i, x in enumerate(values) if not math.isfinite(x)), None)  # None: the sum overflowed
 
 
 def adam_update(model: GPT, state: TrainState, adam: AdamConfig, step: int, steps: int) -> list[float]:
@@ -103,14 +104,9 @@ def adam_update(model: GPT, state: TrainState, adam: AdamConfig, step: int, step
 
 
 def first_non_finite(root: Value) -> Value | None:
-    """The first node, in ``topological_order(root)``, whose data is NaN or infinite.
-
-    That order computes every node after its inputs, so this node's inputs are all finite:
-    it is where the non-finite values start (the origin)."""
-    for node in topological_order(root):
-        if not math.isfinite(node.data):
-            return node
-    return None
+    """The first node, in ``topological_order(root)``, whose data is NaN or infinite: that order
+    computes every node after its inputs, so its inputs are finite: the values' origin."""
+    return next((node for node in topological_order(root) if not math.isfinite(node.data)), None)
 
 
 def describe_origin(node: Value) -> str:
@@ -131,7 +127,7 @@ StepCallback = Callable[[int, float], None]  # (steps done, loss of the step jus
 
 @dataclass
 class StepDetail:
-    """What one step held, for the series a run records (the runs database reads it)."""
+    """What one step held, as numbers, for the series a run records (the runs database)."""
 
     step: int  # steps done, counted from 1
     loss: float
@@ -139,7 +135,19 @@ class StepDetail:
     grads: list[float]  # in model.params order, before the update
     before: list[float]  # the weights before the update
     after: list[float]
-    cache: KVCache  # the forward pass: attention weights, ReLU inputs and logits per position
+    attention: dict[tuple[int, int], list[list[float]]]  # (layer, head): each position's weights
+    mlp_pre: dict[int, list[list[float]]]  # layer: each position's ReLU inputs
+    logits: list[list[float]]  # each position's
+
+    @staticmethod
+    def numbers(cache: KVCache) -> tuple:
+        """The attention weights, ReLU inputs and logits a forward pass kept in ``cache``."""
+
+        def rows(vectors: list) -> list[list[float]]:
+            return [[x.data for x in vector] for vector in vectors]
+
+        attention = {key: rows(vectors) for key, vectors in cache.attention.items()}
+        return attention, {layer: rows(vectors) for layer, vectors in cache.mlp_pre.items()}, rows(cache.logits)
 
 
 DetailCallback = Callable[[StepDetail], None]
@@ -167,25 +175,14 @@ def train(
         raise MicrogptError(f"steps must be at least 1, got {steps}: pass --steps 1 or more")
     if state.step > steps:
         raise MicrogptError(f"the checkpoint has done {state.step} steps, more than --steps {steps}")
-    fused = granularity == "fused"
     for step in range(state.step, steps):
         document = docs[step % len(docs)]
         tokens = tokenizer.document_tokens(document)  # one document a step: encode only those used
-        cache = KVCache(model.config.n_layer)
+        cache = None if on_detail is None else KVCache(model.config.n_layer)
         with gc_paused():
-            with recording() if fused else nullcontext() as tape:
-                loss = model.document_loss(tokens, granularity, cache)
-            if not math.isfinite(loss.data):
-                origin = first_non_finite(loss)
-                where = "" if origin is None else f", starting at {describe_origin(origin)}"
-                raise Diverged(
-                    step + 1, f"the loss is {loss.data}{where}", document, None if origin is None else origin.tag
-                )
-            if fused:  # no depth-first sort: the forward pass recorded a topological order
-                backward_recorded(loss, tape)
-            else:  # atomic keeps the reference's order, to the bit
-                loss.backward()
-            del tape
+            loss = _gradients(model, tokens, granularity, step, document, cache)
+            seen = None if cache is None else StepDetail.numbers(cache)
+            cache = None  # the last references to the step's graph: freed while the collector is paused
         before = [p.data for p in model.params] if on_detail is not None else []
         try:
             grads = adam_update(model, state, adam, step, steps)
@@ -194,11 +191,32 @@ def train(
             raise
         state.step = step + 1
         if on_detail is not None:
-            after = [p.data for p in model.params]
-            on_detail(StepDetail(state.step, loss.data, adam.lr * (1 - step / steps), grads, before, after, cache))
+            lr = adam.lr * (1 - step / steps)
+            on_detail(StepDetail(state.step, loss, lr, grads, before, [p.data for p in model.params], *seen))
         if on_step is not None:
-            on_step(state.step, loss.data)
+            on_step(state.step, loss)
     return state
+
+
+def _gradients(model: GPT, tokens: list[int], granularity: str, step: int, document: str, cache=None) -> float:
+    """The gradients of every parameter for one document; returns the loss. The graph is freed
+    on return (but for what ``cache`` keeps), while the collector is paused (gc_paused), and
+    never lives beside the next one."""
+    fused, tagged = granularity == "fused", set_tagging(False)  # nothing reads a training graph's tags
+    try:
+        with recording() if fused else nullcontext() as tape:
+            loss = model.training_loss(tokens, cache) if fused else model.document_loss(tokens, granularity, cache)
+    finally:
+        set_tagging(tagged)
+    if not math.isfinite(loss.data):  # rebuilt whole and tagged, to name where it starts
+        origin = first_non_finite(model.document_loss(tokens, granularity))
+        where = "" if origin is None else f", starting at {describe_origin(origin)}"
+        raise Diverged(step + 1, f"the loss is {loss.data}{where}", document, None if origin is None else origin.tag)
+    if fused:  # no depth-first sort: the forward pass recorded a topological order
+        backward_recorded(loss, tape)
+    else:  # atomic keeps the reference's order, to the bit
+        loss.backward()
+    return loss.data
 
 
 def sample(model: GPT, tokenizer: Tokenizer, rng: random.Random, *, temperature: float = 0.5, prefix: str = "") -> str:

@@ -1,30 +1,30 @@
-"""mgx attention and viz.attention: every head's weights over a name."""
+"""mgx attention: every head's weights over a name, from viz.attention (the viewer's too)."""
 
 from __future__ import annotations
 
 import math
 
 from microgpt import checkpoint as ckpt_io
-from microgpt.graph import resolve_token, token_graph
+from microgpt.graph import resolve_token, token_graph, word_graph
 from tests.test_runs import mgx, one_error, train_tiny
-from viz.attention import word_attention
+from viz.plots import attention_picture
 from viz.trace import Trace
 
 
 def test_the_weights_are_the_graph_nodes_of_the_same_tags(workdir) -> None:
     train_tiny("--steps", "3", "--no-record")
     ckpt = ckpt_io.load(workdir / "model.json")
-    attention = word_attention(ckpt.model, ckpt.tokenizer, "emma")
-    assert attention.labels == ["BOS", "e", "m", "m", "a"]
-    assert [h.head for h in attention.heads] == ["layer0.attn.h0", "layer0.attn.h1"]
-    for head in attention.heads:
-        assert [len(row) for row in head.rows] == [1, 2, 3, 4, 5]  # the causal triangle
-        assert all(math.isclose(math.fsum(row), 1.0, rel_tol=1e-12) for row in head.rows)
+    tokens = ckpt.tokenizer.document_tokens("emma")
+    trace = Trace(word_graph(ckpt.model, tokens, backward=False))
+    picture = attention_picture(trace, "emma", ["BOS", "e", "m", "m", "a"])
+    assert [head for head, _ in picture.heads] == ["layer0.attn.h0", "layer0.attn.h1"]
+    for _, rows in picture.heads:
+        assert [len(row) for row in rows] == [1, 2, 3, 4, 5]  # the causal triangle
+        assert all(math.isclose(math.fsum(row), 1.0, rel_tol=1e-12) for row in rows)
     spec = resolve_token(ckpt.tokenizer, ckpt.model.config.block_size, word="emma", pos=3)
-    trace = Trace(token_graph(ckpt.model, spec).root)
-    by_id = dict(zip(trace.ids, trace.nodes))
-    head = attention.heads[1]
-    assert [by_id[head.node_tag(3, k)].data for k in range(4)] == head.rows[3]
+    token = Trace(token_graph(ckpt.model, spec).root)
+    by_id = dict(zip(token.ids, token.nodes))
+    assert [by_id[f"layer0.attn.h1.weights[{k}]@pos3"].data for k in range(4)] == picture.heads[1][1][3]
 
 
 def test_mgx_attention_draws_the_same_bytes_and_prints_cells(workdir) -> None:

@@ -75,6 +75,18 @@ def test_a_relu_input_within_the_step_of_zero_is_a_kink_not_a_failure() -> None:
     assert not result.kink and result.passed
 
 
+def test_the_cross_entropy_node_of_training_passes_the_gradient_check() -> None:
+    tokenizer = Tokenizer("aemo")
+    config = GPTConfig(vocab_size=tokenizer.vocab_size, n_embd=8, n_head=2, block_size=8)
+    model = GPT.initialise(config, random.Random(5))
+    root = model.training_loss(tokenizer.document_tokens("emma"))
+    root.backward()
+    trace = Trace(root)
+    logits = [i for i, node in enumerate(trace.nodes) if node.tag is not None and node.tag.startswith("logits[")]
+    results = check_gradients(trace, params(trace)[:60] + logits)
+    assert len(logits) == 5 * tokenizer.vocab_size and [r for r in results if r.failed] == []
+
+
 def test_errors_and_bands() -> None:
     assert band(1e-9) == "good" and band(1e-5) == "fine" and band(1e-3) == "uneasy" and band(0.5) == "wrong"
     assert band(math.nan) == "wrong"

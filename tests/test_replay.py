@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from test_nonfinite import EDGE_CASES, build, underflowing_model
 
 from microgpt.data import Tokenizer
-from microgpt.engine import OPS, Replay, Value, dot, topological_order, total
+from microgpt.engine import OPS, Replay, Value, cross_entropy, dot, topological_order, total
 from microgpt.graph import resolve_token, token_graph
 from microgpt.model import GPT, GRANULARITIES, GPTConfig
 
@@ -72,6 +72,7 @@ EXPRESSIONS = {
     "relu": lambda a, b: a.relu(),
     "dot": lambda a, b: dot([a, b, a], [b, b, a]),
     "sum": lambda a, b: total([a, b, a * b]),
+    "xent": lambda a, b: cross_entropy([[a, b, a * b], [b * 0.5, a, b]], [2, 0]),
 }
 
 
@@ -106,6 +107,18 @@ def test_replaying_a_token_graph_reproduces_every_value_and_grad_to_the_bit(gran
     assert [bits(g) for g in grads] == [bits(node.grad) for node in order]
     if model_kind == "underflowing":
         assert math.isinf(data[-1]) and any(math.isnan(g) for g in grads)
+
+
+def test_replaying_a_training_graph_with_its_cross_entropy_node_reproduces_it_to_the_bit() -> None:
+    model, tokenizer = small_model()
+    root = model.training_loss(tokenizer.document_tokens("emma"))
+    root.backward()
+    order = topological_order(root)
+    assert assert_rules_reproduce(root) >= 1 and root.op.name == "xent"
+    replay = Replay(order)
+    data = replay.evaluate()
+    assert [bits(x) for x in data] == [bits(node.data) for node in order]
+    assert [bits(g) for g in replay.backward(data)] == [bits(node.grad) for node in order]
 
 
 @pytest.mark.parametrize("granularity", GRANULARITIES)

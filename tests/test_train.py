@@ -12,8 +12,9 @@ import pytest
 
 from microgpt import checkpoint as ckpt_io
 from microgpt.data import load_documents
-from microgpt.engine import Value, dot
+from microgpt.engine import Value, backward_recorded, dot, recording
 from microgpt.errors import MicrogptError
+from microgpt.scope import tagging_enabled
 from microgpt.train import (
     AdamConfig,
     Diverged,
@@ -93,6 +94,52 @@ def test_the_full_reference_run_and_its_samples(granularity: str) -> None:
     assert within_one_unit(losses, reference_losses()) == []
     names = [sample(run.model, run.tokenizer, run.rng, temperature=0.5) for _ in range(20)]
     assert names == (REFERENCE / "samples.txt").read_text().split()
+
+
+@pytest.mark.parametrize("granularity", ["fused", "atomic"])
+def test_a_step_frees_its_graph_before_the_next_step_builds_one(granularity: str) -> None:
+    """Two graphs alive at once would double training's peak memory, and a graph alive when
+    the collector resumes makes it walk every node."""
+    import gc
+
+    def values_alive() -> int:
+        return sum(isinstance(o, Value) for o in gc.get_objects())
+
+    run = start_run(TINY_DOCS, seed=1, **TINY_CONFIG)
+    gc.collect()
+    before = values_alive()  # the parameters, and whatever other tests left
+    alive: list[int] = []
+
+    def on_step(done: int, loss: float) -> None:
+        alive.append(values_alive() - before)
+
+    train(run.model, run.tokenizer, run.docs, 3, TrainState(), granularity=granularity, on_step=on_step)
+    assert alive == [0, 0, 0]
+
+
+@needs_shared
+def test_training_loss_is_document_loss_to_the_bit_in_value_and_every_gradient() -> None:
+    """Training's one cross-entropy node stands for the fused softmaxes, logs and mean (both
+    backpropagated as training does it, in reverse creation order)."""
+    run = start_run(load_documents(NAMES).docs, seed=42)
+    for document in [*run.docs[:40], "abcdefghijklmnopqrstuvwxyz"]:  # the last one fills the context
+        tokens = run.tokenizer.document_tokens(document)
+        results = []
+        for training in (False, True):
+            with recording() as tape:
+                loss = run.model.training_loss(tokens) if training else run.model.document_loss(tokens, "fused")
+            backward_recorded(loss, tape)
+            results.append([float(loss.data).hex()] + [float(p.grad).hex() for p in run.model.params])
+            run.model.zero_grad()
+        assert results[0] == results[1], document
+
+
+def test_the_non_finite_check_tells_an_overflowing_sum_from_a_non_finite_value() -> None:
+    from microgpt.train import _first_non_finite_index
+
+    assert _first_non_finite_index([1e308, 1e308, -1.0]) is None  # finite, though their sum is not
+    assert _first_non_finite_index([1.0, 2.0, math.nan, math.inf]) == 2
+    assert _first_non_finite_index([0.5, -math.inf]) == 1
 
 
 def test_adam_matches_the_formula_by_hand() -> None:
@@ -219,6 +266,23 @@ def test_a_non_finite_loss_names_its_origin() -> None:
     e = info.value
     assert e.step == 1 and e.origin == "embed[3]@pos0" and e.document == run.docs[0]
     assert "the loss is nan, starting at embed[3]@pos0 (op add, inputs 1e+308, 1e+308)" in str(e)
+    assert tagging_enabled()  # training builds its graphs untagged, and turns tagging back on
+
+
+def test_training_builds_untagged_graphs_and_leaves_tagging_as_it_was() -> None:
+    run = start_run(TINY_DOCS, seed=42, **TINY_CONFIG)
+    tags: list[str | None] = []
+    build = run.model.training_loss
+
+    def training_loss(tokens: list[int], cache=None) -> Value:
+        loss = build(tokens, cache)
+        tags.append(loss.children[0].tag)  # the first logit's
+        return loss
+
+    run.model.training_loss = training_loss  # type: ignore[method-assign]
+    train(run.model, run.tokenizer, run.docs, 1, TrainState())
+    assert tags == [None] and tagging_enabled()
+    assert build(run.tokenizer.document_tokens("emma")).children[0].tag == "logits[0]@pos0"
 
 
 def test_the_origin_is_the_first_node_in_topological_order_whose_inputs_are_finite() -> None:

@@ -1,55 +1,43 @@
-"""Every head's attention weights over a word: the one computation behind ``mgx attention``,
-the browser viewer's heatmaps and the health report's head statistics.
+"""Each attention head's weights, read from a graph: which key position each query position
+attended to, and how much. One function for every view that shows them (the viewer page's
+heatmaps; a terminal ``mgx attention`` could print the same).
 
-A word is run through the model as one training step would (BOS, its characters, to the
-last position that has a next token). Row q of a head's matrix holds the weights its query
-at position q gives to the keys of positions 0..q: the causal triangle, one row a position.
-"""
+The weights are the nodes tagged ``layerL.attn.hH.weights[j]@posT``: the softmax output for
+query position T and key position j (j <= T, causal), so a token's graph holds one row per
+head and a whole name's graph the positions x positions triangle."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from microgpt.data import Tokenizer
-from microgpt.engine import gc_paused
-from microgpt.errors import MicrogptError
-from microgpt.model import GPT, KVCache
+from viz.trace import Trace
 
 
 @dataclass(frozen=True)
 class HeadWeights:
-    head: str  # its tag: layer0.attn.h2
-    rows: list[list[float]]  # rows[q][k]: the weight query q gives key k (k <= q)
+    head: str  # the head's path: layer0.attn.h0
+    rows: list[tuple[int, list[tuple[int, int]]]]  # (query position, [(key position, node)]), in order
 
-    def node_tag(self, q: int, k: int) -> str:
-        """The tag of the weight node at row q, column k in the graph of position q."""
-        return f"{self.head}.weights[{k}]@pos{q}"
-
-
-@dataclass(frozen=True)
-class WordAttention:
-    word: str
-    labels: list[str]  # the input token at each position: BOS, then the word's characters
-    heads: list[HeadWeights]  # layer by layer, head by head
+    def weight(self, trace: Trace, query: int, key: int) -> float | None:
+        for pos, cells in self.rows:
+            if pos == query:
+                return next((trace.nodes[i].data for k, i in cells if k == key), None)
+        return None
 
 
-def word_attention(model: GPT, tokenizer: Tokenizer, word: str, granularity: str = "fused") -> WordAttention:
-    """The attention weights of every head over ``word``, from one forward pass per position."""
-    if not word:
-        raise MicrogptError("the word is empty: give a name of at least one character, e.g. --word emma")
-    unknown = sorted(set(word) - set(tokenizer.chars))
-    if unknown:
-        raise MicrogptError(
-            f"word {word!r} has characters outside the vocabulary ({''.join(unknown)!r}): use only {tokenizer.chars!r}"
-        )
-    tokens = tokenizer.document_tokens(word)
-    positions = min(model.config.block_size, len(tokens) - 1)
-    cache = KVCache(model.config.n_layer)
-    with gc_paused():
-        for pos in range(positions):
-            model.forward(tokens[pos], pos, cache, granularity)
-    heads = [
-        HeadWeights(f"layer{layer}.attn.h{head}", [[w.data for w in row] for row in rows])
-        for (layer, head), rows in sorted(cache.attention.items())
-    ]
-    return WordAttention(word, [tokenizer.token_name(t) for t in tokens[:positions]], heads)
+def attention_weights(trace: Trace) -> list[HeadWeights]:
+    """The attention weights of every head in ``trace``, heads in graph order, rows by query
+    position, cells by key position; each cell names its node (an index into the trace)."""
+    heads: dict[str, dict[int, list[tuple[int, int]]]] = {}
+    for group, parts in trace.group_parts.items():
+        if parts is None or parts.pos is None or not parts.path.endswith(".weights"):
+            continue
+        head = parts.path.removesuffix(".weights")
+        cells = []
+        for i in trace.groups[group]:
+            index = trace.element_indices[i]
+            if index is not None and index.isdigit():
+                cells.append((int(index), i))
+        if cells:
+            heads.setdefault(head, {})[parts.pos] = sorted(cells)
+    return [HeadWeights(head, sorted(rows.items())) for head, rows in heads.items()]

@@ -100,14 +100,13 @@ def flat_slices(shapes: dict[str, tuple[int, int]]) -> dict[str, slice]:
 
 def step_series(detail, matrices: dict[str, slice]) -> dict[str, float]:
     """Every series of one training step (a microgpt.train.StepDetail), by name."""
-    cache = detail.cache
     out = {"loss": detail.loss, "lr": detail.lr}
-    out["max_logit"] = max((abs(x.data) for row in cache.logits for x in row), default=math.nan)
+    out["max_logit"] = max((abs(x) for row in detail.logits for x in row), default=math.nan)
     out.update(matrix_series(matrices, detail.grads, detail.before, detail.after))
-    for (layer, head), rows in sorted(cache.attention.items()):
-        out[f"entropy:layer{layer}.attn.h{head}"] = head_entropy([[w.data for w in row] for row in rows])
-    for layer, rows in sorted(cache.mlp_pre.items()):
-        out[f"dead:layer{layer}.mlp"] = dead_fraction([[x.data for x in row] for row in rows])
+    for (layer, head), rows in sorted(detail.attention.items()):
+        out[f"entropy:layer{layer}.attn.h{head}"] = head_entropy(rows)
+    for layer, rows in sorted(detail.mlp_pre.items()):
+        out[f"dead:layer{layer}.mlp"] = dead_fraction(rows)
     return out
 
 

@@ -163,7 +163,27 @@ def terminal_plot(lines: Sequence[Line], *, width: int, height: int, smooth: int
 # -- attention ------------------------------------------------------------------------------
 
 
-def attention_figure_bytes(attention, fmt: str, title: str = "") -> bytes:
+@dataclass(frozen=True)
+class AttentionPicture:
+    """What the attention views draw: each head's weights over a name as rows of numbers."""
+
+    word: str
+    labels: list[str]  # the input token at each position: BOS, then the characters
+    heads: list[tuple[str, list[list[float]]]]  # (layer0.attn.h0, rows[query][key])
+
+
+def attention_picture(trace, word: str, labels: list[str]) -> AttentionPicture:
+    """The weights of ``viz.attention.attention_weights`` (the viewer's heatmaps) as numbers."""
+    from viz.attention import attention_weights
+
+    heads = [
+        (head.head, [[trace.nodes[i].data for _, i in cells] for _, cells in head.rows])
+        for head in attention_weights(trace)
+    ]
+    return AttentionPicture(word, labels, heads)
+
+
+def attention_figure_bytes(attention: AttentionPicture, fmt: str, title: str = "") -> bytes:
     """Every head's weights as a heatmap (queries down, keys across, the characters as
     labels), layers as rows of the figure and heads as columns."""
     import io
@@ -173,7 +193,7 @@ def attention_figure_bytes(attention, fmt: str, title: str = "") -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    layers = sorted({head.head.split(".")[0] for head in attention.heads})
+    layers = sorted({head.split(".")[0] for head, _ in attention.heads})
     per_layer = len(attention.heads) // len(layers)
     n = len(attention.labels)
     size = 1.0 + 0.28 * n
@@ -182,10 +202,10 @@ def attention_figure_bytes(attention, fmt: str, title: str = "") -> bytes:
             len(layers), per_layer, figsize=(size * per_layer + 1.2, size * len(layers) + 0.6), squeeze=False
         )
         image = None
-        for ax, head in zip(axes.flat, attention.heads):
-            grid = [[row[k] if k < len(row) else math.nan for k in range(n)] for row in head.rows]
+        for ax, (head, rows) in zip(axes.flat, attention.heads):
+            grid = [[row[k] if k < len(row) else math.nan for k in range(n)] for row in rows]
             image = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="Blues")
-            ax.set_title(head.head, fontsize=8)
+            ax.set_title(head, fontsize=8)
             ax.set_xticks(range(n), attention.labels, fontsize=7)
             ax.set_yticks(range(n), attention.labels, fontsize=7)
             ax.set_xlabel("key", fontsize=7)
@@ -201,21 +221,20 @@ def attention_figure_bytes(attention, fmt: str, title: str = "") -> bytes:
     return out.getvalue()
 
 
-def attention_text(attention, color: bool = True):
+def attention_text(attention: AttentionPicture, color: bool = True):
     """Every head as rows of coloured cells (rich Text): each cell the weight in hundredths."""
     from rich.text import Text
 
     width = max(3, *(len(label) for label in attention.labels)) + 1
     out = Text()
-    for head in attention.heads:
-        out.append(f"{head.head}  (query ↓, key →, weight ×100)\n", style="bold")
+    for head, rows in attention.heads:
+        out.append(f"{head}  (query ↓, key →, weight ×100)\n", style="bold")
         out.append(" " * width + "".join(f"{label:>4}" for label in attention.labels) + "\n")
-        for label, row in zip(attention.labels, head.rows):
+        for label, row in zip(attention.labels, rows):
             out.append(f"{label:>{width - 1}} ")
             for w in row:
                 cell = " nan" if math.isnan(w) else f"{round(w * 100):4d}"
-                style = _shade(w) if color else ""
-                out.append(cell, style=style)
+                out.append(cell, style=_shade(w) if color else "")
             out.append("\n")
         out.append("\n")
     return out

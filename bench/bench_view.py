@@ -1,0 +1,97 @@
+"""The viewer page (``mgx graph -o graph.html``): how long writing it takes, how large it is,
+and how fast it is in headless chromium (Debian's, driven by Playwright).
+
+Goals (issue 12): the default token's page (``--token a --pos 0``, fused) written in <= 2 s,
+start-up included, <= 3 MB; interactive <= 1 s after load; opening any group <= 200 ms; one
+backprop step <= 16 ms (60 steps a second); the atomic page of the whole name ``yuheng``
+written in <= 10 s, <= 20 MB, interactive <= 3 s.
+
+    python bench/bench_view.py [--runs 3] [--skip-atomic]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import tempfile
+from pathlib import Path
+
+from processes import median_seconds, mgx_command  # run as a script: bench/ is on the path
+
+
+def browser_numbers(path: Path, steps: bool) -> dict[str, float]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
+        tab = browser.new_page(viewport={"width": 1400, "height": 900})
+        tab.goto(path.as_uri())
+        tab.wait_for_function("() => window.mgx && window.mgx.ready", timeout=60_000)
+        out = {"interactive_ms": tab.evaluate("window.mgx.readyAt")}
+        out["open_max_ms"], out["open_median_ms"] = tab.evaluate(
+            """() => {
+                const times = [];
+                for (const v of window.mgx.viewGroups()) {
+                    const t = performance.now();
+                    window.mgx.openView(v);
+                    document.getElementById('viewport').getBoundingClientRect();  // layout included
+                    times.push(performance.now() - t);
+                }
+                times.sort((a, b) => a - b);
+                return [times[times.length - 1], times[Math.floor(times.length / 2)]];
+            }"""
+        )
+        if steps:
+            tab.evaluate("() => window.mgx.openView(0)")
+            # Steps that stay in the open view, and steps after which the view follows the node
+            # into another group (drawn anew, or put back from the views drawn lately).
+            stay, move = tab.evaluate(
+                """() => {
+                    const stay = [], move = [];
+                    while (window.mgx.step() < window.mgx.steps()) {
+                        const view = window.mgx.view();
+                        const t = performance.now();
+                        window.mgx.stepUI();
+                        document.getElementById('viewport').getBoundingClientRect();
+                        (window.mgx.view() === view ? stay : move).push(performance.now() - t);
+                    }
+                    return [stay, move];
+                }"""
+            )
+            for name, times in (("step", stay), ("step_into_another_group", move)):
+                if times:
+                    out[f"{name}_max_ms"], out[f"{name}_median_ms"] = max(times), statistics.median(times)
+        browser.close()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--skip-atomic", action="store_true", help="only the default token's page")
+    args = parser.parse_args()
+    cases = [("token a pos 0, fused", ["--token", "a", "--pos", "0"], 2.0, 3.0, True)]
+    if not args.skip_atomic:
+        cases.append(("word yuheng, atomic", ["--word", "yuheng", "--granularity", "atomic"], 10.0, 20.0, False))
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, options, goal_s, goal_mb, steps in cases:
+            out = Path(tmp) / "graph.html"
+            runs = args.runs if steps else 1
+            wall = median_seconds(mgx_command(["graph", *options, "-o", str(out)]), runs, tmp)
+            size = out.stat().st_size / 1e6
+            print(f"{name}: written in {wall:.2f} s (goal {goal_s} s), {size:.2f} MB (goal {goal_mb} MB)")
+            if shutil.which("chromium") is None:
+                print("  no chromium on PATH: the browser numbers need it (apt-get install -y chromium)")
+                continue
+            numbers = browser_numbers(out, steps)
+            for key, value in numbers.items():
+                print(f"  {key}: {value:.1f}")
+            if steps:
+                print("  goals: interactive <= 1000 ms, open <= 200 ms, step <= 16 ms")
+            else:
+                print("  goals: interactive <= 3000 ms, open <= 200 ms")
+
+
+if __name__ == "__main__":
+    main()

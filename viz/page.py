@@ -1,0 +1,800 @@
+"""The graph as one self-contained HTML page: drill from blocks down to scalars, search it,
+and play backprop across it (``mgx graph -o graph.html``, ``mgx view``, ``show`` in a notebook).
+
+Python computes everything the page shows, once, from the analysis the other views read:
+
+- the ``Trace`` (ids, tags, ops, data, grads, the edges with their local derivatives),
+- ``viz.dot.display_graph`` / ``node_facts`` (which block and tensor each node belongs to,
+  their clusters and summaries, the same as the SVG's),
+- ``viz.tree`` (each edge's contribution ``local ∂ × upstream grad`` and a parameter's
+  provenance by position and head, as ``mgx inspect --why``),
+- ``viz.step.Stepper`` (the order of backward's steps, the grads it starts from, the origin
+  of a non-finite grad).
+
+The groups form a tree: block -> tensor -> element (a tag) -> scalar; a group with one
+member is that member. Each group with more than one member is a *view*, laid out on its
+own by the layout program the project runs (``viz.render``: the system ``dot``, else
+graphviz-pure) with ``-Tjson``, all views in one run of the program. The page (the files
+in ``viz/page_assets``: one template, one stylesheet, one script per concern) only draws
+what it is given and does the multiply-adds of the chain rule while it plays backward.
+
+The same inputs give the same bytes: ids are the trace's, every list is in graph order,
+numbers are written by ``repr`` (which round-trips a float exactly, so the page's grads
+equal ``backward()``'s to the bit).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import subprocess
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from microgpt.engine import zero_grad
+from microgpt.errors import MicrogptError
+from microgpt.numbers import to_json_number
+from viz import style
+from viz.dot import display_graph, key_edge_counts, node_facts, reading_rows
+from viz.trace import Trace
+
+ASSETS = "page_assets"
+# The page's scripts, joined in this order (each reads the ones before it).
+SCRIPTS = ("pattern.js", "data.js", "draw.js", "panel.js", "search.js", "player.js", "attention.js", "main.js")
+LEVELS = ("block", "tensor")
+POINTS_PER_INCH = 72
+CHAR_WIDTH = 6.2  # points per character of the page's 10 px monospace labels
+LINE_HEIGHT = 13.0
+
+
+def _num(x: float) -> float | str:
+    return to_json_number(float(x))
+
+
+def _fmt(x: float) -> str:
+    return f"{float(x):.4g}"
+
+
+@dataclass
+class Group:
+    """One node of the tree of groups: a block, a tensor or an element, with its members."""
+
+    key: str
+    kind: str  # block | params | context | tensor | element
+    depth: int
+    parent: int  # the group holding it; -1 for the top
+    members: list[int] = field(default_factory=list)  # trace nodes, in graph order
+    children: list[tuple[str, int]] = field(default_factory=list)  # ("g", group) or ("n", node)
+    clusters: tuple[str, ...] = ()
+
+
+def _tree(trace: Trace, pos: int | None) -> tuple[list[Group], list[int]]:
+    """The groups, and for each trace node the deepest group holding it (its view)."""
+    blocks = display_graph(trace, "block", pos=pos)
+    tensors = display_graph(trace, "tensor", pos=pos)
+    keys = (blocks.base_keys, tensors.base_keys, _element_keys(trace, tensors.base_keys))
+    kinds = [
+        {k: d.kind for k, d in blocks.nodes.items()},
+        {k: d.kind for k, d in tensors.nodes.items()},
+    ]
+    clusters = [
+        {k: d.clusters for k, d in blocks.nodes.items()},
+        {k: d.clusters for k, d in tensors.nodes.items()},
+    ]
+    groups: list[Group] = [Group("", "top", -1, -1)]
+    index: dict[tuple, int] = {}
+    ids = trace.ids
+    for i in range(len(trace)):
+        parent = 0
+        path: tuple = ()
+        groups[0].members.append(i)
+        for depth in range(3):
+            key = keys[depth][i]
+            if key is None:  # an untagged node: its own element
+                key = ids[i]
+            path = (*path, key)
+            g = index.get(path)
+            if g is None:
+                kind = kinds[depth].get(key, "tensor") if depth < 2 else "element"
+                cl = clusters[depth].get(key, ()) if depth < 2 else ()
+                g = index[path] = len(groups)
+                groups.append(Group(key, kind, depth, parent, clusters=cl))
+                groups[parent].children.append(("g", g))
+            groups[g].members.append(i)
+            parent = g
+        groups[parent].children.append(("n", i))
+    # A group with one member stands for it: its parent holds the member directly.
+    for g in range(len(groups) - 1, 0, -1):
+        group = groups[g]
+        group.children = [_collapsed(groups, c) for c in group.children]
+    groups[0].children = [_collapsed(groups, c) for c in groups[0].children]
+    # Keep the groups still reached (children point down; collapsed groups drop out).
+    reached = [0]
+    seen = {0}
+    k = 0
+    while k < len(reached):
+        for kind, c in groups[reached[k]].children:
+            if kind == "g" and c not in seen:
+                seen.add(c)
+                reached.append(c)
+        k += 1
+    order = sorted(reached)
+    renumber = {old: new for new, old in enumerate(order)}
+    kept = []
+    for old in order:
+        group = groups[old]
+        group.children = [(kind, renumber[c] if kind == "g" else c) for kind, c in group.children]
+        kept.append(group)
+    view_of = [0] * len(trace)
+    for g, group in enumerate(kept):
+        for kind, c in group.children:
+            if kind == "n":
+                view_of[c] = g
+    for g, group in enumerate(kept):
+        group.parent = -1 if g == 0 else 0
+    for g, group in enumerate(kept):
+        for kind, c in group.children:
+            if kind == "g":
+                kept[c].parent = g
+    return kept, view_of
+
+
+def _element_keys(trace: Trace, tensor_keys: list[str]) -> list[str | None]:
+    """Each node's element: its tag; for a node of a tensor whose tag has no element index
+    (the products and partial sums of an atomic dot product, tagged ``mlp.pre@pos0``), the
+    element it goes into (``mlp.pre[3]@pos0``), found through its consumers in the tensor."""
+    tags, indices = trace.tags, trace.element_indices
+    out = list(tags)
+    has = [ix is not None for ix in indices]
+    for p in range(len(tags) - 1, -1, -1):  # consumers before the nodes they use
+        if not has[p]:
+            continue
+        for c in trace.child_indices[p]:
+            if not has[c] and tags[c] is not None and tensor_keys[c] == tensor_keys[p]:
+                out[c] = out[p]
+                has[c] = True
+    return out
+
+
+def _collapsed(groups: list[Group], child: tuple[str, int]) -> tuple[str, int]:
+    kind, c = child
+    while kind == "g" and len(groups[c].children) == 1:
+        kind, c = groups[c].children[0]
+    return kind, c
+
+
+# -- labels --------------------------------------------------------------------------------
+def _short(key: str, parent_key: str) -> str:
+    """A member's name inside its group: the parent's path dropped (``h0.q@pos0`` in attn)."""
+    base = parent_key.split("@")[0]
+    if base and key.startswith(base + ".") and len(key) > len(base) + 1:
+        return key[len(base) + 1 :]
+    return key
+
+
+def _summary_text(s) -> str:
+    if s.count == 1:
+        return _fmt(s.min) if s.finite else s.flags()[0][0]
+    parts = [f"{_fmt(s.min)} … {_fmt(s.max)}"] if s.finite else []
+    return " · ".join(parts + [f"{n} {w}" for w, n in s.flags()])
+
+
+# -- layout --------------------------------------------------------------------------------
+def _dot_id(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _box(lines: list[str]) -> tuple[float, float]:
+    width = max(map(len, lines)) * CHAR_WIDTH + 14
+    height = len(lines) * LINE_HEIGHT + 10
+    return round(width, 1), round(height, 1)
+
+
+def _position_rows(items: list[dict], groups: list[Group]) -> list[list[int]]:
+    """The items that are one block at several positions (``layer0.attn@pos0`` ... ``@pos4``),
+    in position order: each row is drawn on one rank, left to right, so a whole name reads
+    with depth down the page and positions across it."""
+    rows: dict[str, list[tuple[int, int]]] = {}
+    for k, item in enumerate(items):
+        if item["t"] != "g":
+            continue
+        base, at, pos = groups[item["g"]].key.partition("@pos")
+        if at and pos.isdigit():
+            rows.setdefault(base, []).append((int(pos), k))
+    return [([k for _, k in sorted(row)], True) for row in rows.values() if len(row) > 1]
+
+
+def _view_rows(
+    view: dict, groups: list[Group], g: int, graphs: dict[int, Any], level_rows: dict[int, list]
+) -> list[tuple[list[int], bool]]:
+    """The rows of a view: for the top (blocks) and a block's view (tensors), the reading rows
+    ``viz.dot.reading_rows`` gives the SVG at that level, kept to the items drawn here; deeper,
+    the same element at several positions."""
+    depth = 0 if g == 0 else 1 if groups[g].depth == 0 else None
+    items = view["items"]
+    if depth is None:
+        return _position_rows(items, groups)
+    keys = graphs[depth].base_keys
+    where: dict[str, int] = {}
+    for k, item in enumerate(items):
+        if item["t"] == "g":
+            where.setdefault(keys[groups[item["g"]].members[0]], k)
+        elif item["t"] == "n":
+            where.setdefault(keys[item["i"]], k)
+    out = []
+    for names, chained in level_rows[depth]:
+        row = [where[name] for name in names if name in where]
+        if len(row) > 1:
+            out.append((row, chained))
+    return out
+
+
+def _view_source(
+    name: str, items: list[dict], edges: list[tuple[int, int, int]], rows: list[tuple[list[int], bool]] = ()
+) -> str:
+    """One view as DOT: fixed-size boxes (the page draws the labels), clusters by path; each
+    of ``rows`` on one rank, in its order."""
+    lines = [f"digraph {_dot_id(name)} {{", "rankdir=TB; newrank=true; nodesep=0.25; ranksep=0.35;"]
+    lines.append('node [shape=box, fixedsize=true, label=""];')
+    tree: dict[tuple[str, ...], list[int]] = {}
+    for k, item in enumerate(items):
+        tree.setdefault(tuple(item.get("clusters", ())), []).append(k)
+    children: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
+    for chain in tree:
+        for d in range(len(chain)):
+            sibs = children.setdefault(chain[:d], [])
+            if chain[: d + 1] not in sibs:
+                sibs.append(chain[: d + 1])
+
+    def emit(chain: tuple[str, ...], indent: str) -> None:
+        for k in tree.get(chain, []):
+            w, h = items[k]["w"], items[k]["h"]
+            lines.append(f"{indent}n{k} [width={w / POINTS_PER_INCH:.4f}, height={h / POINTS_PER_INCH:.4f}];")
+        for child in children.get(chain, []):
+            lines.append(f"{indent}subgraph {_dot_id('cluster_' + child[-1])} {{ label={_dot_id(child[-1])};")
+            emit(child, indent + "  ")
+            lines.append(f"{indent}}}")
+
+    emit((), "")
+    for a, b, _ in edges:
+        lines.append(f"n{a} -> n{b};")
+    for row, chained in rows:
+        if chained:
+            lines.append(f"{{rank=same; {' -> '.join(f'n{k}' for k in row)} [style=invis];}}")
+        else:
+            lines.append(f"{{rank=same; {'; '.join(f'n{k}' for k in row)};}}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+LAYOUT_BATCH = 64  # views per run of the layout program, beyond which the runs go in parallel
+
+
+def _run_layout(program: str, sources: list[str]) -> list[dict]:
+    """Lay out many views: batches of them, each batch in one run of the program (which
+    writes one JSON object per graph), two runs at a time (start-up is small beside a large
+    page's layout, and a second core halves it)."""
+    if len(sources) <= LAYOUT_BATCH:
+        return _run_layout_batch(program, sources)
+    from concurrent.futures import ThreadPoolExecutor
+
+    half = (len(sources) + 1) // 2
+    with ThreadPoolExecutor(2) as pool:
+        parts = list(pool.map(lambda batch: _run_layout_batch(program, batch), [sources[:half], sources[half:]]))
+    return parts[0] + parts[1]
+
+
+def _run_layout_batch(program: str, sources: list[str]) -> list[dict]:
+    if not sources:
+        return []
+    try:
+        result = subprocess.run(
+            [program, "-Tjson"], input="".join(sources).encode("utf-8"), capture_output=True, check=False
+        )
+    except OSError as e:
+        raise MicrogptError(f"could not run the layout program {program}: {e.strerror}") from None
+    text = result.stdout.decode("utf-8")
+    decoder = json.JSONDecoder()
+    out, k = [], 0
+    while True:
+        while k < len(text) and text[k].isspace():
+            k += 1
+        if k >= len(text):
+            break
+        obj, k = decoder.raw_decode(text, k)
+        out.append(obj)
+    if result.returncode != 0 or len(out) != len(sources):
+        stderr = result.stderr.decode("utf-8", "replace").strip().splitlines()
+        why = stderr[-1] if stderr else "no output"
+        raise MicrogptError(f"{Path(program).name} could not lay out the page's views ({why}): write .svg or .dot")
+    return out
+
+
+def _points(text: str, height: float) -> list[float]:
+    """Graphviz's y-up points as a flat list, y measured down from the top (of the first
+    spline, where dot splits an edge into several with ';')."""
+    out: list[float] = []
+    for pair in text.split(";")[0].split():
+        if pair[:2] in ("e,", "s,"):
+            continue
+        x, y = pair.split(",")[:2]
+        out += [round(float(x)), round(height - float(y))]  # whole points: a tenth of one is never seen
+    return out
+
+
+def _arrow_end(text: str, height: float) -> list[float]:
+    for pair in text.split(";")[0].split():
+        if pair.startswith("e,"):
+            _, x, y = pair.split(",")
+            return [round(float(x)), round(height - float(y))]
+    return []
+
+
+def _apply_layout(view: dict, laid: dict) -> None:
+    x0, y0, x1, y1 = (float(v) for v in laid["bb"].split(","))
+    height = y1
+    view["w"], view["h"] = round(x1 - x0, 1), round(y1 - y0, 1)
+    for obj in laid.get("objects", []):
+        name = obj.get("name", "")
+        if name.startswith("cluster_") and "bb" in obj:
+            a, b, c, d = (float(v) for v in obj["bb"].split(","))
+            view["clusters"].append(
+                {
+                    "name": name.removeprefix("cluster_"),
+                    "x": round(a, 1),
+                    "y": round(height - d, 1),
+                    "w": round(c - a, 1),
+                    "h": round(d - b, 1),
+                }
+            )
+        elif name.startswith("n") and "pos" in obj:
+            k = int(name[1:])
+            x, y = (float(v) for v in obj["pos"].split(","))
+            view["items"][k]["x"] = round(x, 1)
+            view["items"][k]["y"] = round(height - y, 1)
+    gvid = {obj["_gvid"]: int(obj["name"][1:]) for obj in laid.get("objects", []) if obj.get("name", "")[:1] == "n"}
+    paths = {}
+    for edge in laid.get("edges", []):
+        a, b = gvid.get(edge["tail"]), gvid.get(edge["head"])
+        if a is not None and b is not None and "pos" in edge:
+            paths[(a, b)] = (_points(edge["pos"], height), _arrow_end(edge["pos"], height))
+    for edge in view["edges"]:
+        edge["path"], edge["arrow"] = paths.get((edge["a"], edge["b"]), ([], []))
+    view["clusters"].sort(key=lambda c: (c["w"] * c["h"], c["name"]), reverse=True)
+
+
+# -- the data ------------------------------------------------------------------------------
+def page_data(
+    source: Trace | object,
+    *,
+    title: str = "",
+    level: str = "block",
+    focus: str | None = None,
+    pos: int | None = None,
+    layout_program: str | None = None,
+    labels: list[str] | None = None,
+) -> dict[str, Any]:
+    """Everything the page shows, as strict-JSON-ready plain data.
+
+    ``source`` is a TokenGraph built *without* its backward pass (``backward=False``), or a
+    Trace of one: the ``Stepper`` records the grads backward starts from, then runs it, so the
+    Values end up with ``backward()``'s grads, which the summaries and provenance read.
+    ``labels`` names each position (its input character) on the attention heatmaps."""
+    from viz.attention import attention_weights
+    from viz.check import backward_origin
+    from viz.pattern import select_or_explain
+    from viz.render import find_layout_program
+    from viz.step import Stepper
+    from viz.tree import provenance
+
+    if level not in LEVELS:
+        raise MicrogptError(f"the page opens on block or tensor level, not {level!r}")
+    trace = Trace.of(source)
+    zero_grad(trace.root)  # backward from a fresh start, whether or not the graph had one
+    if pos is None:
+        pos = getattr(getattr(source, "spec", None), "pos", None)
+    stepper = Stepper(trace)
+    start = list(stepper.grads)
+    stepper.finish()
+    origin = backward_origin(trace)
+    nodes = trace.nodes
+    n = len(nodes)
+
+    groups, view_of = _tree(trace, pos)
+    program = find_layout_program(layout_program)
+    if program is None:
+        raise MicrogptError(
+            "no layout program found for the page: pip install graphviz-pure (or apt-get install graphviz)"
+        )
+
+    # Per node: ids, tags, ops, numbers; per edge (parent by parent, in input order): the child,
+    # its local derivative and its contribution (viz.tree: local ∂ × the parent's grad).
+    ops: dict[str, int] = {}
+    op_table: list[dict[str, str]] = []
+    tag_index: dict[str, int] = {}
+    tag_table: list[str] = []
+    node_op, node_tag = [], []
+    for node in nodes:
+        label = str(node.op)
+        if label not in ops:
+            ops[label] = len(op_table)
+            op_table.append(
+                {
+                    "label": label,
+                    "name": node.op.name,
+                    "rule": node.op.derivative,
+                    "family": style.family(node.op.name),
+                }
+            )
+        node_op.append(ops[label])
+        tag = node.tag
+        if tag is None:
+            node_tag.append(-1)
+        else:
+            if tag not in tag_index:
+                tag_index[tag] = len(tag_table)
+                tag_table.append(tag)
+            node_tag.append(tag_index[tag])
+    starts, children, local, contrib = [0], [], [], []
+    for kids, node in zip(trace.child_indices, nodes):
+        upstream = float(node.grad)
+        for child, lg in zip(kids, node.local_grads):
+            children.append(child)
+            local.append(_num(lg))
+            contrib.append(_num(float(lg) * upstream))
+        starts.append(len(children))
+    start_grads = {str(i): _num(g) for i, g in enumerate(start) if nodes[i].children == () and g != 0}
+
+    params_prov = {}
+    for i, node in enumerate(nodes):
+        if node.op.name == "param" and trace.consumers[i]:
+            prov = provenance(trace, i)
+            params_prov[str(i)] = {
+                "sum": _num(prov.total),
+                "by_pos": [[p, _num(v)] for p, v in prov.by_pos],
+                "by_head": [[h, _num(v)] for h, v in prov.by_head],
+            }
+
+    # The groups: their labels and summaries (node_facts, as the SVG's), and their views.
+    blocks = display_graph(trace, "block", pos=pos)
+    tensors = display_graph(trace, "tensor", pos=pos)
+    facts_graph = {0: blocks, 1: tensors}
+    group_out = []
+    for g, group in enumerate(groups):
+        entry: dict[str, Any] = {
+            "key": group.key,
+            "kind": group.kind,
+            "depth": group.depth,
+            "parent": group.parent,
+            "size": len(group.members),
+            "clusters": list(group.clusters),
+            # members whose data is nan or ±inf: flagged whatever the player's grads are
+            "nonfinite_data": sum(1 for i in group.members if not math.isfinite(nodes[i].data)),
+        }
+        if g and group.depth < 2 and group.key in facts_graph[group.depth].nodes:
+            graph = facts_graph[group.depth]
+            facts = node_facts(graph, graph.nodes[group.key])
+            entry.update(
+                summarised=facts.summarised,
+                shape=facts.shape,
+                op=facts.op,
+                family=facts.family,
+                data=_summary_text(facts.data),
+                grad=_summary_text(facts.grad),
+            )
+        else:
+            outs = [i for i in group.members if i == n - 1 or any(view_of[e.parent] != g for e in trace.consumers[i])]
+            summarised = outs or group.members[-1:]
+            entry.update(
+                summarised=summarised,
+                shape=f"[{len(summarised)}]" if len(summarised) > 1 else "scalar",
+                op=str(nodes[summarised[-1]].op),
+                family=style.family(nodes[summarised[-1]].op.name),
+            )
+        group_out.append(entry)
+
+    # The SVG's reading rows at block and tensor level (viz.dot): one block at every position
+    # on one rank, in position order, parameters beside what they feed.
+    level_rows = {
+        depth: reading_rows(graph, list(key_edge_counts(trace, graph.base_keys)))
+        for depth, graph in facts_graph.items()
+    }
+    views, sources, laid_out = [], [], []
+    for g, group in enumerate(groups):
+        if len(group.children) < 2 and g:
+            continue
+        view = _view(trace, groups, group_out, g, view_of)
+        views.append(view)
+        inside = len(group.children)
+        if not _grid(trace, view, inside):
+            laid_out.append(view)
+            # Edges from and to the neighbours cost a large view most of its layout time (dot
+            # routes each across every rank: 1.3 s instead of 0.03 s for an atomic dot product
+            # of 64 terms), so there they are counted on the neighbours' labels instead.
+            edges = [(e["a"], e["b"], e["n"]) for e in view["edges"]]
+            if inside > ROUTED_UP_TO:
+                edges = [(a, b, m) for a, b, m in edges if a < inside and b < inside]
+            rows = _view_rows(view, groups, g, facts_graph, level_rows)
+            sources.append(_view_source(f"view{g}", view["items"], edges, rows))
+    for view, laid in zip(laid_out, _run_layout(program, sources)):
+        _apply_layout(view, laid)
+
+    for view in views:  # compact rows (a whole name's atomic page has 1,800 views): draw.js expands them
+        view["items"] = [_item_row(item) for item in view["items"]]
+        view["edges"] = [[e["a"], e["b"], e["n"], e["path"], e["arrow"]] for e in view["edges"]]
+    open_group = 0
+    if level == "tensor":
+        open_group = -1  # every block open: the page starts on the tensor view
+    matches: list[int] = []
+    if focus is not None:
+        matches = select_or_explain(trace, focus)
+
+    finite = [abs(float(x.grad)) for x in nodes if math.isfinite(x.grad) and x.grad != 0]
+    finite_data = [abs(float(x.data)) for x in nodes if math.isfinite(x.data) and x.data != 0]
+    return {
+        "title": title,
+        "level": level,
+        "focus": focus,
+        "focus_first": matches[0] if matches else None,
+        "open": open_group,
+        "ids": trace.ids,
+        "tags": tag_table,
+        "node_tag": node_tag,
+        "ops": op_table,
+        "node_op": node_op,
+        "data": [_num(x.data) for x in nodes],
+        "grad": [_num(x.grad) for x in nodes],
+        "start_grads": start_grads,
+        "starts": starts,
+        "children": children,
+        "local": local,
+        "contribution": contrib,
+        "order": stepper.order,
+        "tensor_group": trace.group_numbers,
+        "tensor_groups": list(trace.groups),
+        "origin": None if origin is None else origin.parent,
+        "provenance": params_prov,
+        "groups": group_out,
+        "view_of": view_of,
+        "views": {str(v["group"]): v for v in views},
+        "attention": [
+            {"head": h.head, "rows": [[pos, cells] for pos, cells in h.rows]} for h in attention_weights(trace)
+        ],
+        "labels": labels or [],
+        "grad_scale": _scale(finite),
+        "data_scale": _scale(finite_data),
+        "style": {
+            "family_colour": style.FAMILY_COLOUR,
+            "family_label": style.FAMILY_LABEL,
+            "block_colour": style.BLOCK_COLOUR,
+            "nonfinite": style.NONFINITE_FILL,
+        },
+    }
+
+
+ROUTED_UP_TO = 24  # views with more members than this leave the neighbours' edges out of the layout
+GRID_FROM = 12  # members with no edges among them, from this many on, are drawn as a grid
+GAP = 12.0
+
+
+def _grid(trace: Trace, view: dict[str, Any], inside: int) -> bool:
+    """Arrange a view whose members have no edges among them (a weight matrix, a row of
+    probabilities) as the grid they are: rows and columns by element index where each has
+    two, else rows of about the square root of their number; the neighbours that feed them
+    in a row above, those they feed below. Not a graph layout: nothing is routed, and the
+    edges are counted on the neighbours' labels instead of drawn. False when the view does
+    not qualify (dot lays it out)."""
+    items = view["items"]
+    members, outside = items[:inside], items[inside:]
+    if inside < GRID_FROM or any(e["a"] < inside and e["b"] < inside for e in view["edges"]):
+        return False
+    cells = [trace.element_indices[it["i"]] if it["t"] == "n" else None for it in members]
+    if all(ix is not None and ix.count(",") == 1 for ix in cells):
+        rows = sorted({int(ix.split(",")[0]) for ix in cells})
+        cols = sorted({int(ix.split(",")[1]) for ix in cells})
+        at = [(rows.index(int(ix.split(",")[0])), cols.index(int(ix.split(",")[1]))) for ix in cells]
+        width = len(cols)
+    else:
+        width = math.ceil(math.sqrt(inside * 2))
+        at = [divmod(k, width) for k in range(inside)]
+    cell_w = max(it["w"] for it in members) + GAP
+    cell_h = max(it["h"] for it in members) + GAP
+    into = [k for k, it in enumerate(outside, inside) if any(e["a"] == k for e in view["edges"])]
+    out_of = [k for k in range(inside, len(items)) if k not in into]
+    top = GAP + (max((items[k]["h"] for k in into), default=0) + 2 * GAP if into else 0)
+    for it, (r, c) in zip(members, at):
+        it["x"], it["y"] = round(GAP + c * cell_w + cell_w / 2, 1), round(top + r * cell_h + cell_h / 2, 1)
+    n_rows = max(r for r, _ in at) + 1
+    total_w = GAP + width * cell_w
+    bottom = top + n_rows * cell_h + GAP
+    for row, y in ((into, GAP), (out_of, bottom)):
+        x = GAP
+        for k in row:
+            it = items[k]
+            it["x"], it["y"] = round(x + it["w"] / 2, 1), round(y + it["h"] / 2, 1)
+            x += it["w"] + GAP
+        total_w = max(total_w, x)
+    view["w"] = round(total_w + GAP, 1)
+    view["h"] = round(bottom + max((items[k]["h"] for k in out_of), default=0) + GAP, 1)
+    for e in view["edges"]:
+        e["path"], e["arrow"] = [], []
+    return True
+
+
+def _item_row(item: dict[str, Any]) -> list[Any]:
+    """An item as ``[kind, group or node, x, y, width, height]``, then its name (a group) or
+    its edge counts (a neighbour), in whole points."""
+    row = [item["t"], item["g"] if item["t"] in ("g", "o") else item["i"]]
+    row += [round(item["x"]), round(item["y"]), math.ceil(item["w"]), math.ceil(item["h"])]
+    if item["t"] == "g":
+        row.append(item["name"])
+    elif "edges" in item:
+        row.append(item["edges"])
+    return row
+
+
+def _scale(magnitudes: list[float]) -> list[float]:
+    """The log10 range the diverging fill spans: from 6 decades below the largest to it."""
+    if not magnitudes:
+        return [-6.0, 0.0]
+    top = math.ceil(math.log10(max(magnitudes)) * 4) / 4
+    return [top - 6.0, top]
+
+
+def _view(trace: Trace, groups: list[Group], info: list[dict], g: int, view_of: list[int]) -> dict[str, Any]:
+    """One group's drawing: its children, the neighbouring groups collapsed around them, and
+    the edges between them counted."""
+    group = groups[g]
+    items: list[dict[str, Any]] = []
+    item_of: dict[tuple[str, int], int] = {}
+    for kind, c in group.children:
+        item_of[(kind, c)] = len(items)
+        items.append(_item(trace, groups, info, kind, c, group.key))
+    # Each trace node below this group -> its item; a node outside -> its neighbour item.
+    inside: dict[int, int] = {}
+    for k, (kind, c) in enumerate(group.children):
+        for i in groups[c].members if kind == "g" else [c]:
+            inside[i] = k
+    # The ancestors of each group, to name an outside node by the group at this depth.
+    parent_of = [gr.parent for gr in groups]
+
+    here = []  # g and its ancestors below the top
+    v = g
+    while v > 0:
+        here.append(v)
+        v = parent_of[v]
+    depth = len(here)
+
+    def outside_item(i: int) -> int:
+        chain = []  # the groups holding node i, the top-most first
+        v = view_of[i]
+        while v > 0:
+            chain.append(v)
+            v = parent_of[v]
+        chain.reverse()
+        pick = chain[min(depth, len(chain)) - 1] if chain else 0
+        key = ("o", pick) if pick and pick not in here else ("on", i)
+        k = item_of.get(key)
+        if k is None:
+            k = item_of[key] = len(items)
+            if key[0] == "o":
+                gr = groups[pick]
+                lines = [gr.key, f"({len(gr.members):,} nodes, outside)", "99,999 edges in, 99,999 edges out"]
+                items.append({"t": "o", "g": pick, "clusters": []})
+            else:
+                lines = [trace.ids[i], "(outside) 99,999 edges in, 99,999 edges out"]
+                items.append({"t": "on", "i": i, "clusters": []})
+            items[-1]["w"], items[-1]["h"] = _box(lines)
+        return k
+
+    counts: dict[tuple[int, int], int] = {}
+    child_indices = trace.child_indices
+    consumers = trace.consumers
+    for i, k in inside.items():
+        for child in child_indices[i]:
+            a = inside.get(child)
+            if a is None:
+                a = outside_item(child)
+            if a != k:
+                counts[(a, k)] = counts.get((a, k), 0) + 1
+        for e in consumers[i]:
+            if e.parent not in inside:
+                b = outside_item(e.parent)
+                counts[(k, b)] = counts.get((k, b), 0) + 1
+    edges = [{"a": a, "b": b, "n": m} for (a, b), m in sorted(counts.items())]
+    inside_n = len(group.children)
+    for k in range(inside_n, len(items)):
+        into = sum(m for (a, b), m in counts.items() if a == k)
+        out_of = sum(m for (a, b), m in counts.items() if b == k)
+        items[k]["edges"] = [into, out_of]
+    size: dict[str, int] = {}
+    for item in items:
+        for cl in item["clusters"]:
+            size[cl] = size.get(cl, 0) + 1
+    for item in items:
+        item["clusters"] = [cl for cl in item["clusters"] if size[cl] > 1]
+    return {
+        "group": g,
+        "items": items,
+        "edges": edges,
+        "clusters": [],
+        "w": 0,
+        "h": 0,
+    }
+
+
+def _item(trace: Trace, groups: list[Group], info: list[dict], kind: str, c: int, parent_key: str) -> dict[str, Any]:
+    if kind == "n":
+        node = trace.nodes[c]
+        lines = [trace.ids[c], str(node.op), f"data {_fmt(node.data)}", f"grad {_fmt(node.grad)}"]
+        w, h = _box([lines[0], lines[1], "data -0.0000e-00", "grad -0.0000e-00"])
+        return {"t": "n", "i": c, "w": w, "h": h, "clusters": []}
+    entry = info[c]
+    group = groups[c]
+    name = _short(group.key, parent_key)
+    lines = [name, f"{entry['shape']} · {entry['op']}"]
+    if "data" in entry:
+        lines += [f"data {entry['data']}", f"grad {entry['grad']}"]
+    else:
+        lines += [f"{len(group.members):,} nodes", ""]
+    w, h = _box([*lines, "grad -0.000e-00 … -0.000e-00"])
+    # The clusters inside this view: the group's path prefixes below the view's own path
+    # (``_view`` then drops those around one item only).
+    base = parent_key.split("@")[0]
+    clusters = [cl for cl in group.clusters if not (base and (cl == base or base.startswith(cl + ".")))]
+    return {"t": "g", "g": c, "name": name, "w": w, "h": h, "clusters": clusters}
+
+
+# -- the page ------------------------------------------------------------------------------
+def _asset(name: str) -> str:
+    return resources.files("viz").joinpath(ASSETS, name).read_text(encoding="utf-8")
+
+
+def page_html(data: dict[str, Any]) -> str:
+    """The page: the template with the stylesheet, the data and the scripts put in."""
+    payload = json.dumps(data, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    payload = payload.replace("</", "<\\/")  # no "</script>" can end the data early
+    scripts = "\n".join(f"// ---- {name}\n{_asset(name)}" for name in SCRIPTS)
+    template = _asset("page.html")
+    return (
+        template.replace("{{title}}", html.escape(data.get("title") or "microgpt-x graph"))
+        .replace("{{style}}", _asset("page.css"))
+        .replace("{{data}}", payload)
+        .replace("{{script}}", scripts.replace("</script", "<\\/script"))
+    )
+
+
+def write_page(path: Path, data: dict[str, Any]) -> int:
+    """Write the page atomically; returns its size in bytes."""
+    from microgpt.files import write_atomic
+
+    payload = page_html(data).encode("utf-8")
+    write_atomic(path, payload)
+    return len(payload)
+
+
+class Viewer:
+    """The page, displayed inline by a notebook (``_repr_html_``: an iframe holding it)."""
+
+    def __init__(self, data: dict[str, Any], height: int = 640) -> None:
+        self.data = data
+        self.height = height
+
+    def html(self) -> str:
+        return page_html(self.data)
+
+    def _repr_html_(self) -> str:
+        doc = html.escape(self.html(), quote=True)
+        return (
+            f'<iframe srcdoc="{doc}" style="width:100%;height:{self.height}px;border:1px solid #d1d5db" '
+            'sandbox="allow-scripts"></iframe>'
+        )
+
+
+def show(source: Trace | object, *, title: str = "", level: str = "block", height: int = 640, **options) -> Viewer:
+    """The viewer of ``source`` (a TokenGraph built with ``backward=False``) for a notebook:
+    the last expression of a cell, it displays inline; ``.html()`` is the page's text."""
+    return Viewer(page_data(source, title=title, level=level, **options), height)
