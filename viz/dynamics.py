@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import chain
 from operator import sub
 
 SERIES_KINDS = ("loss", "lr", "max_logit", "grad_norm", "weight_norm", "update_ratio", "entropy", "dead")
@@ -84,9 +85,8 @@ def dead_fraction(relu_inputs: Sequence[Sequence[float]]) -> float:
     """The fraction of units (columns) whose input is <= 0 at every position (rows)."""
     if not relu_inputs:
         return math.nan
-    units = len(relu_inputs[0])
-    dead = sum(1 for unit in range(units) if all(row[unit] <= 0 for row in relu_inputs))
-    return dead / units
+    units = list(zip(*relu_inputs))  # one tuple a unit: its inputs at every position
+    return sum(max(unit) <= 0 for unit in units) / len(units)
 
 
 def flat_slices(shapes: dict[str, tuple[int, int]]) -> dict[str, slice]:
@@ -101,7 +101,7 @@ def flat_slices(shapes: dict[str, tuple[int, int]]) -> dict[str, slice]:
 def step_series(detail, matrices: dict[str, slice]) -> dict[str, float]:
     """Every series of one training step (a microgpt.train.StepDetail), by name."""
     out = {"loss": detail.loss, "lr": detail.lr}
-    out["max_logit"] = max((abs(x) for row in detail.logits for x in row), default=math.nan)
+    out["max_logit"] = max(map(abs, chain.from_iterable(detail.logits)), default=math.nan)
     out.update(matrix_series(matrices, detail.grads, detail.before, detail.after))
     for (layer, head), rows in sorted(detail.attention.items()):
         out[f"entropy:layer{layer}.attn.h{head}"] = head_entropy(rows)
