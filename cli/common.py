@@ -86,7 +86,7 @@ def load_model(checkpoint: Path | None, data: Path | None = None, *, finite: boo
     if checkpoint is None and DEFAULT_CHECKPOINT.is_file():
         checkpoint = DEFAULT_CHECKPOINT
     if checkpoint is not None:
-        ckpt = ckpt_io.load(checkpoint)
+        ckpt = ckpt_io.load(checkpoint, moments=False)  # a view or a sample uses the weights alone
         description = f"checkpoint {checkpoint} (step {ckpt.state.step} of {ckpt.steps})"
         loaded = LoadedModel(ckpt.model, ckpt.tokenizer, ckpt.rng, description, ckpt)
     else:
@@ -155,4 +155,4 @@ def build_token_graph(choice: TokenChoice, *, backward: bool = True) -> BuiltGra
         word=choice.word, pos=choice.pos, token=choice.token, target=choice.target,
     )  # fmt: skip
     graph = token_graph(model, spec, granularity=choice.granularity, backward=backward)
-    return BuiltGraph(loaded, spec, graph, Trace(graph.root))
+    return BuiltGraph(loaded, spec, graph, Trace(graph.root, graph.order))

@@ -14,14 +14,14 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from functools import cached_property
-from itertools import chain
-from operator import mul
+from itertools import chain, compress, repeat
+from operator import attrgetter, is_, mul, ne
 from typing import NamedTuple
 
 from microgpt.engine import Value, topological_order
-from microgpt.scope import TagParts, parse_tag
+from microgpt.scope import TagParts, parse_tag, tag_groups
 
 
 class Edge(NamedTuple):
@@ -112,16 +112,46 @@ def _plain_fsum(xs: list[float]) -> float:
 
 @dataclass
 class Trace:
-    """The graph under ``root``, in topological order (children before parents)."""
+    """The graph under ``root``, in topological order (children before parents).
+
+    ``order``, when given, is ``topological_order(root)`` already computed (a TokenGraph's:
+    the graph is then sorted once, for backward and the views, not twice).
+
+    A 4-layer model's graph has 200,000 nodes, nearly all of them weights, and a view shows
+    few of them: every per-node list is built on first use, with the loop in C where it can
+    be (``map``, ``compress``), and anything whose answer is the same for every node of a tag
+    group is worked out per group."""
 
     root: Value
+    order: InitVar[Sequence[Value] | None] = None
     nodes: list[Value] = field(init=False)
-    ids: list[str] = field(init=False)
     index: dict[int, int] = field(init=False, repr=False)  # id(Value) -> position in nodes
 
-    def __post_init__(self) -> None:
-        self.nodes = topological_order(self.root)
-        self.index = {id(node): i for i, node in enumerate(self.nodes)}
+    def __post_init__(self, order: Sequence[Value] | None) -> None:
+        self.nodes = topological_order(self.root) if order is None else list(order)
+        self.index = dict(zip(map(id, self.nodes), range(len(self.nodes))))
+
+    @classmethod
+    def of(cls, source: Trace | Value | object) -> Trace:
+        """A Trace of ``source``: a Trace as it is, a root Value, or anything with a ``root``
+        Value (a TokenGraph, whose sorted ``order`` is reused)."""
+        if isinstance(source, Trace):
+            return source
+        root = source if isinstance(source, Value) else getattr(source, "root", None)
+        if isinstance(root, Value):
+            return cls(root, getattr(source, "order", None))
+        raise TypeError(f"need a Trace, a Value or a TokenGraph, not {type(source).__name__}")
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    @cached_property
+    def tags(self) -> list[str | None]:
+        return list(map(attrgetter("tag"), self.nodes))
+
+    @cached_property
+    def ids(self) -> list[str]:
+        """Each node's stable id (the module's docstring): its tag, or ``tag#k`` where tags repeat."""
         tags = self.tags
         shared = {tag for tag, n in Counter(tags).items() if n > 1 or tag is None}
         ids: list[str] = list(tags)  # type: ignore[arg-type]  (the untagged are renamed below)
@@ -130,25 +160,7 @@ class Trace:
             tag = tags[i]
             ids[i] = f"{tag or 'node'}#{seen[tag]}"
             seen[tag] += 1
-        self.ids = ids
-
-    @classmethod
-    def of(cls, source: Trace | Value | object) -> Trace:
-        """A Trace of ``source``: a Trace as it is, a root Value, or anything with a ``root``
-        Value (a TokenGraph)."""
-        if isinstance(source, Trace):
-            return source
-        root = source if isinstance(source, Value) else getattr(source, "root", None)
-        if isinstance(root, Value):
-            return cls(root)
-        raise TypeError(f"need a Trace, a Value or a TokenGraph, not {type(source).__name__}")
-
-    def __len__(self) -> int:
-        return len(self.nodes)
-
-    @cached_property
-    def tags(self) -> list[str | None]:
-        return [node.tag for node in self.nodes]
+        return ids
 
     @cached_property
     def id_index(self) -> dict[str, int]:
@@ -162,11 +174,11 @@ class Trace:
     @cached_property
     def child_indices(self) -> list[tuple[int, ...]]:
         """For each node, the indices of its inputs, in input order."""
-        index = self.index
+        position = self.index.__getitem__
         none: tuple[int, ...] = ()  # most nodes of a large graph are weights: no inputs
         return [
-            tuple([index[id(child)] for child in children]) if (children := node.children) else none
-            for node in self.nodes
+            tuple(map(position, map(id, children))) if children else none
+            for children in map(attrgetter("children"), self.nodes)
         ]
 
     @cached_property
@@ -227,19 +239,16 @@ class Trace:
     def _group_table(self) -> tuple[list[int], list[str]]:
         """Each node's group as a number, and the group names in first-seen order."""
         tags = self.tags
-        # the tag without its element index (q[1]@pos0 -> q@pos0), as TagParts.group
-        group_of_tag = {
-            tag: "(untagged)"
-            if tag is None
-            else tag
-            if "[" not in tag
-            else tag[: tag.find("[")] + tag[tag.find("]") + 1 :]
-            for tag in dict.fromkeys(tags)
-        }
-        names = list(dict.fromkeys(group_of_tag.values()))
-        number = {name: g for g, name in enumerate(names)}
-        tag_number = {tag: number[name] for tag, name in group_of_tag.items()}
-        return list(map(tag_number.__getitem__, tags)), names
+        # The tag without its element index (q[1]@pos0 -> q@pos0), as TagParts.group: noted by
+        # microgpt.scope when it made the tag; cut from the tag where it was made elsewhere.
+        groups = list(map(tag_groups.get, tags))
+        if None in groups:
+            missing = set(compress(tags, map(is_, groups, repeat(None))))
+            cut = {tag: _group_name(tag) for tag in missing}
+            groups = [cut[tag] if group is None else group for tag, group in zip(tags, groups)]
+        names = list(dict.fromkeys(groups))
+        number = dict(zip(names, range(len(names))))
+        return list(map(number.__getitem__, groups)), names
 
     @property
     def group_numbers(self) -> list[int]:
@@ -264,23 +273,19 @@ class Trace:
         return self._group_table[1][self._group_table[0][i]]
 
     @cached_property
-    def _used_outside_group(self) -> list[bool]:
-        """For each node, whether a node of another group uses it."""
-        numbers = self.group_numbers
-        out = [False] * len(self.nodes)
-        for parent, children in enumerate(self.child_indices):
-            g = numbers[parent]
-            for child in children:
-                if numbers[child] != g:
-                    out[child] = True
-        return out
+    def _used_outside_group(self) -> set[int]:
+        """The nodes that a node of another group uses: compared edge by edge, in C."""
+        numbers, inputs = self.group_numbers, self.child_indices
+        children = list(chain.from_iterable(inputs))
+        parent_groups = chain.from_iterable(map(repeat, numbers, map(len, inputs)))
+        return set(compress(children, map(ne, map(numbers.__getitem__, children), parent_groups)))
 
     def group_outputs(self, group: str) -> list[int]:
         """A group's outputs: its members used outside it (or the root). Their values are the
         tensor's; the rest are the intermediate steps that computed them."""
         root = len(self.nodes) - 1
         outside = self._used_outside_group
-        return [i for i in self.groups[group] if i == root or outside[i]]
+        return [i for i in self.groups[group] if i == root or i in outside]
 
     def depth(self) -> int:
         """The longest path, in edges, from a leaf to the root."""
@@ -289,6 +294,13 @@ class Trace:
         for children in self.child_indices:  # children come before their parents
             level.append(1 + max(map(get, children)) if children else 0)
         return level[-1] if level else 0
+
+
+def _group_name(tag: str | None) -> str:
+    """The group of a tag (TagParts.group), cut from the tag itself."""
+    if tag is None:
+        return "(untagged)"
+    return tag if "[" not in tag else tag[: tag.find("[")] + tag[tag.find("]") + 1 :]
 
 
 class _LazyParts(Sequence):
