@@ -15,10 +15,6 @@ The run id (random, never from the training's rng) tells one run's file from ano
 files (neither) still load. Non-finite numbers are written as "NaN", "Infinity",
 "-Infinity" (numbers.py), so the JSON is strict. Written to a temporary file and renamed,
 so never half a checkpoint. Loading checks every part and names what is wrong.
-
-The Adam moments are two thirds of the file and only a resumed run uses them:
-``load(path, moments=False)`` (the views, sampling) steps over them without parsing them,
-and checks every other part as a full load does.
 """
 
 from __future__ import annotations
@@ -27,8 +23,8 @@ import hashlib
 import json
 import math
 import random
-import re
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,7 +65,6 @@ class Checkpoint:
     rng: random.Random
     run_id: str | None = field(default_factory=new_run_id)  # None: a version-1 file
     data_sha256: str | None = None  # None: a version-1 file, or not recorded
-    moments_unread: bool = False  # loaded with moments=False from a file that has them
 
     def non_finite_weights(self) -> list[Value]:
         """The weights that are NaN or infinite, in the order of ``model.params``."""
@@ -93,8 +88,6 @@ def _json_matrices(flat: list[float], shapes: dict[str, tuple[int, int]]) -> dic
 def to_json(ckpt: Checkpoint) -> dict[str, Any]:
     if ckpt.run_id is None:
         raise MicrogptError("a checkpoint needs a run id to be saved: give it one with new_run_id()")
-    if ckpt.moments_unread:
-        raise MicrogptError("this checkpoint was loaded without its Adam moments: load it with moments=True to save it")
     shapes = weight_shapes(ckpt.model.config)
     version, internal, gauss_next = ckpt.rng.getstate()
     moments = {}
@@ -126,11 +119,9 @@ def save(ckpt: Checkpoint, path: str | Path) -> None:
     write_atomic(Path(path), text)
 
 
-def _read_json(path: Path, moments: bool = True) -> Any:
+def _read_json(path: Path, parse: Callable[[str], Any] = json.loads) -> Any:
     try:
-        text = path.read_text(encoding="utf-8")
-        raw = None if moments else _without_moments(text)
-        return json.loads(text) if raw is None else raw
+        return parse(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise MicrogptError(f"checkpoint {path} does not exist: train one with `mgx train --out {path}`") from None
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
@@ -144,89 +135,17 @@ def _read_json(path: Path, moments: bool = True) -> Any:
         ) from None
 
 
-def load(path: str | Path, *, moments: bool = True) -> Checkpoint:
+def load(path: str | Path, parse: Callable[[str], Any] = json.loads) -> Checkpoint:
     """Read and check a checkpoint; what is wrong with a damaged one is named, with the fix.
-
-    ``moments=False``: the Adam moments are stepped over, not parsed (the module's docstring),
-    so the Checkpoint has none and cannot be saved; everything else is read and checked."""
+    ``parse`` turns the text into JSON data (the views pass one that skips the Adam moments)."""
     path = Path(path)
     with gc_paused():  # JSON parsing makes a list per row: nothing the collector could free
-        raw = _read_json(path, moments)
+        raw = _read_json(path, parse)
     try:
         return from_json(raw, str(path))
     except MicrogptError as e:
         fix = "give another checkpoint, or train a new one with `mgx train --out NEW.json`"
         raise MicrogptError(f"{e}; {fix}") from None
-
-
-# -- reading without the moments ------------------------------------------------------------
-# The checkpoint's object is walked key by key with the json module's own scanner, which
-# parses every value except optimizer.m and optimizer.v: those are only checked to be objects
-# of matrices of plain numbers, as mgx writes them, and skipped. Anything else (whitespace
-# inside a matrix, a non-finite moment written as a string, a file that is not JSON) makes
-# the walk give up, and the whole file is parsed as before, with the same errors.
-_UNREAD = object()  # stands for the moments stepped over
-_scan = json.JSONDecoder().scan_once
-_SPACE = re.compile(r"[ \t\n\r]*")
-
-
-class _NotPlain(Exception):
-    """The text is not laid out as the walk expects."""
-
-
-def _without_moments(text: str) -> dict | None:
-    """The checkpoint's JSON object with the moments unread, or None when the walk gives up."""
-    try:
-        raw, end = _object(text, _SPACE.match(text, 0).end(), _top_value)
-        return None if text[_SPACE.match(text, end).end() :] else raw
-    except (_NotPlain, StopIteration, ValueError, IndexError, RecursionError):
-        return None
-
-
-def _object(text: str, i: int, value) -> tuple[dict, int]:
-    """The JSON object starting at ``text[i]``, each member's value read by ``value(key, text, i)``."""
-    if text[i] != "{":
-        raise _NotPlain
-    out: dict = {}
-    i = _SPACE.match(text, i + 1).end()
-    if text[i] == "}":
-        return out, i + 1
-    while True:
-        if text[i] != '"':
-            raise _NotPlain
-        key, i = json.decoder.scanstring(text, i + 1)
-        i = _SPACE.match(text, i).end()
-        if text[i] != ":":
-            raise _NotPlain
-        out[key], i = value(key, text, _SPACE.match(text, i + 1).end())
-        i = _SPACE.match(text, i).end()
-        if text[i] == "}":
-            return out, i + 1
-        if text[i] != ",":
-            raise _NotPlain
-        i = _SPACE.match(text, i + 1).end()
-
-
-def _top_value(key: str, text: str, i: int) -> tuple[Any, int]:
-    return _object(text, i, _optimizer_value) if key == "optimizer" else _scan(text, i)
-
-
-def _optimizer_value(key: str, text: str, i: int) -> tuple[Any, int]:
-    return (_UNREAD, _object(text, i, _skip_matrix)[1]) if key in ("m", "v") else _scan(text, i)
-
-
-def _skip_matrix(key: str, text: str, i: int) -> tuple[Any, int]:
-    """Step over ``[[n,n,...],[n,...],...]`` of plain numbers: a row is never nested deeper
-    and holds no string, so the first ``]]`` closes it."""
-    end = text.find("]]", i) + 2
-    if (
-        text[i : i + 2] != "[["
-        or end < 2
-        or text.find('"', i, end) >= 0
-        or text.count("[", i, end) != text.count("]", i, end)
-    ):
-        raise _NotPlain
-    return _UNREAD, end
 
 
 def stored_run_id(path: str | Path) -> str | None:
@@ -324,8 +243,7 @@ def from_json(raw: Any, where: str) -> Checkpoint:
     if granularity not in GRANULARITIES:
         raise MicrogptError(f"{where}: granularity {granularity!r} is not atomic or fused")
     state = TrainState(step=step)
-    moments_unread = optimizer.get("m") is _UNREAD
-    if "m" in optimizer and not moments_unread:
+    if "m" in optimizer:
         state.m = _matrix_flat(optimizer["m"], shapes, where + " optimizer.m")
         state.v = _matrix_flat(optimizer.get("v"), shapes, where + " optimizer.v")
     rng = random.Random()
@@ -352,5 +270,4 @@ def from_json(raw: Any, where: str) -> Checkpoint:
         rng=rng,
         run_id=run_id,
         data_sha256=data_sha256,
-        moments_unread=moments_unread,
     )

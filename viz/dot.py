@@ -30,8 +30,9 @@ import functools
 import itertools
 import math
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from operator import attrgetter, itemgetter, methodcaller, ne
 
 from microgpt.engine import Value
 from microgpt.errors import MicrogptError
@@ -151,7 +152,9 @@ def _base_keys(
     if level == "scalar":
         ids = trace.ids
         node_info = [info if info[1] == "context" else (ids[i], "scalar", info[2]) for i, info in enumerate(node_info)]
-    keys = [info[0] for info in node_info]
+    keys = list(map(itemgetter(0), node_info))
+    if level != "scalar" and not split_params:  # every node of a group in one display node
+        return keys, _displays_by_group(trace, per_group)
     displays: dict[str, DisplayNode] = {}
     for i, (key, kind, clusters) in enumerate(node_info):
         display = displays.get(key)
@@ -159,6 +162,23 @@ def _base_keys(
             display = displays[key] = DisplayNode(key, kind, clusters=clusters)
         display.members.append(i)
     return keys, displays
+
+
+def _displays_by_group(trace: Trace, per_group: list[tuple[str, str, tuple[str, ...]]]) -> dict[str, DisplayNode]:
+    """The display nodes when each holds whole tag groups: built group by group (the groups
+    come in graph order, so the display nodes do too), not node by node."""
+    displays: dict[str, DisplayNode] = {}
+    merged: set[str] = set()  # display nodes of several groups: their members are sorted at the end
+    for (key, kind, clusters), members in zip(per_group, trace.groups.values()):
+        display = displays.get(key)
+        if display is None:
+            displays[key] = DisplayNode(key, kind, members=list(members), clusters=clusters)
+        else:
+            display.members += members
+            merged.add(key)
+    for key in merged:
+        displays[key].members.sort()
+    return displays
 
 
 def key_edges(trace: Trace, keys: list[str | None]) -> Iterator[tuple[str, str, int, int]]:
@@ -201,26 +221,24 @@ def _outputs(trace: Trace, keys: list[str], members: list[int]) -> list[int]:
     """Members used outside their display node (or the root); all members if none is."""
     root = len(trace.nodes) - 1
     outside = _used_outside(trace, keys)
-    out = [i for i in members if i == root or outside[i]]
+    out = [i for i in members if i == root or i in outside]
     return out or members
 
 
-_outside_cache: dict[tuple[int, int], tuple[list[str], list[bool]]] = {}
+_outside_cache: dict[tuple[int, int], tuple[list[str], set[int]]] = {}
 
 
-def _used_outside(trace: Trace, keys: list[str]) -> list[bool]:
-    """For each node, whether a node of another display node uses it: one pass over the
-    edges per drawing, kept while the drawing is made."""
+def _used_outside(trace: Trace, keys: list[str]) -> set[int]:
+    """The nodes that a node of another display node uses: one pass over the edges per
+    drawing (in C: map and compress), kept while the drawing is made."""
     cache_key = (id(trace), id(keys))
     cached = _outside_cache.get(cache_key)
     if cached is not None and cached[0] is keys:
         return cached[1]
-    out = [False] * len(keys)
-    for parent, children in enumerate(trace.child_indices):
-        b = keys[parent]
-        for child in children:
-            if keys[child] != b:
-                out[child] = True
+    inputs = trace.child_indices
+    children = list(itertools.chain.from_iterable(inputs))
+    parent_keys = itertools.chain.from_iterable(map(itertools.repeat, keys, map(len, inputs)))
+    out = set(itertools.compress(children, map(ne, map(keys.__getitem__, children), parent_keys)))
     _outside_cache.clear()
     _outside_cache[cache_key] = (keys, out)
     return out
@@ -228,23 +246,41 @@ def _used_outside(trace: Trace, keys: list[str]) -> list[bool]:
 
 def _shape(trace: Trace, outputs: list[int]) -> str:
     indices = list(map(trace.element_indices.__getitem__, outputs))
-    if indices and all(ix is not None and "," in ix for ix in indices):
-        rows = {ix.split(",")[0] for ix in indices}
-        cols = {ix.split(",")[1] for ix in indices}
+    if indices and None not in indices and all(map(str.__contains__, indices, itertools.repeat(","))):
+        split = list(map(methodcaller("split", ","), indices))
+        rows = set(map(itemgetter(0), split))
+        cols = set(map(itemgetter(1), split))
         return f"{len(rows)}×{len(cols)}"
     if len(outputs) == 1:
         return "scalar"
     return f"[{len(outputs)}]"
 
 
+def _ops_of(trace: Trace, members: Iterable[int]) -> list:
+    """The distinct ops of some nodes, in order of first use: ops are shared objects, so
+    they are told apart by identity, in C, rather than node by node."""
+    ops = list(map(attrgetter("op"), map(trace.nodes.__getitem__, members)))
+    return list(dict(zip(map(id, ops), ops)).values())
+
+
 def _op_text(trace: Trace, outputs: list[int]) -> str:
-    ops = Counter(str(trace.nodes[i].op) for i in outputs)
+    ops = dict.fromkeys(map(str, _ops_of(trace, outputs)))
     return "/".join(sorted(ops)) if len(ops) > 1 else next(iter(ops))
 
 
 def _family_of(trace: Trace, members: list[int]) -> str:
-    families = {style.family(trace.nodes[i].op.name) for i in members}
+    families = {style.family(op.name) for op in _ops_of(trace, members)}
     return families.pop() if len(families) == 1 else "mixed"
+
+
+def _nonfinite_count(trace: Trace, members: list[int]) -> int:
+    """How many of the nodes hold a nan or an infinity, in data or grad."""
+    nodes = list(map(trace.nodes.__getitem__, members))
+    if all(map(math.isfinite, map(attrgetter("data"), nodes))) and all(
+        map(math.isfinite, map(attrgetter("grad"), nodes))
+    ):
+        return 0  # the common case, checked in C
+    return sum(1 for node in nodes if not is_finite_node(node))
 
 
 def display_graph(
@@ -328,7 +364,7 @@ def node_facts(graph: DisplayGraph, display: DisplayNode) -> NodeFacts:
         _shape(trace, summarised),
         _op_text(trace, summarised),
         family,
-        sum(1 for i in members if not is_finite_node(nodes[i])),
+        _nonfinite_count(trace, members),
     )
 
 
