@@ -259,7 +259,7 @@ def _shape(trace: Trace, outputs: list[int]) -> str:
 def _ops_of(trace: Trace, members: Iterable[int]) -> list:
     """The distinct ops of some nodes, in order of first use: ops are shared objects, so
     they are told apart by identity, in C, rather than node by node."""
-    ops = list(map(attrgetter("op"), map(trace.nodes.__getitem__, members)))
+    ops = list(map(trace.ops.__getitem__, members))
     return list(dict(zip(map(id, ops), ops)).values())
 
 
@@ -359,8 +359,8 @@ def node_facts(graph: DisplayGraph, display: DisplayNode) -> NodeFacts:
     nodes = trace.nodes
     return NodeFacts(
         summarised,
-        Summary.of(nodes[i].data for i in summarised),
-        Summary.of(nodes[i].grad for i in summarised),
+        Summary.of(map(attrgetter("data"), map(nodes.__getitem__, summarised))),
+        Summary.of(map(attrgetter("grad"), map(nodes.__getitem__, summarised))),
         _shape(trace, summarised),
         _op_text(trace, summarised),
         family,

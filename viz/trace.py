@@ -16,11 +16,11 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import InitVar, dataclass, field
 from functools import cached_property
-from itertools import chain, compress, repeat
-from operator import attrgetter, is_, mul, ne
+from itertools import chain, compress, groupby, repeat
+from operator import attrgetter, is_, itemgetter, methodcaller, mul, ne, not_
 from typing import NamedTuple
 
-from microgpt.engine import Value, topological_order
+from microgpt.engine import Op, Value, topological_order
 from microgpt.scope import TagParts, parse_tag, tag_groups
 
 
@@ -145,9 +145,16 @@ class Trace:
     def __len__(self) -> int:
         return len(self.nodes)
 
+    # Value's read-only properties (tag, op, children) cost a Python call each; on 200,000
+    # nodes the lists below read the slots behind them instead.
     @cached_property
     def tags(self) -> list[str | None]:
-        return list(map(attrgetter("tag"), self.nodes))
+        return list(map(attrgetter("_tag"), self.nodes))
+
+    @cached_property
+    def ops(self) -> list[Op]:
+        """Each node's op."""
+        return list(map(attrgetter("_op"), self.nodes))
 
     @cached_property
     def ids(self) -> list[str]:
@@ -156,7 +163,7 @@ class Trace:
         shared = {tag for tag, n in Counter(tags).items() if n > 1 or tag is None}
         ids: list[str] = list(tags)  # type: ignore[arg-type]  (the untagged are renamed below)
         seen: Counter[str | None] = Counter()
-        for i in [i for i, tag in enumerate(tags) if tag in shared]:
+        for i in compress(range(len(tags)), map(shared.__contains__, tags)):
             tag = tags[i]
             ids[i] = f"{tag or 'node'}#{seen[tag]}"
             seen[tag] += 1
@@ -178,7 +185,7 @@ class Trace:
         none: tuple[int, ...] = ()  # most nodes of a large graph are weights: no inputs
         return [
             tuple(map(position, map(id, children))) if children else none
-            for children in map(attrgetter("children"), self.nodes)
+            for children in map(attrgetter("_children"), self.nodes)
         ]
 
     @cached_property
@@ -188,10 +195,8 @@ class Trace:
     @cached_property
     def fan_out(self) -> list[int]:
         """For each node, how many edges leave it (its uses as an input)."""
-        out = [0] * len(self.nodes)
-        for i, n in Counter(chain.from_iterable(self.child_indices)).items():
-            out[i] = n
-        return out
+        uses = Counter(chain.from_iterable(self.child_indices))
+        return list(map(uses.__getitem__, range(len(self.nodes))))  # 0 where unused
 
     @cached_property
     def edges(self) -> list[Edge]:
@@ -232,8 +237,15 @@ class Trace:
     @cached_property
     def element_indices(self) -> list[str | None]:
         """Each node's element index (``3,5`` for ``wq[3,5]``; None for none), as TagParts.index,
-        cut from the tag without parsing all of it."""
-        return [None if tag is None or "[" not in tag else tag[tag.find("[") + 1 : tag.find("]")] for tag in self.tags]
+        cut from the tag without parsing all of it: in C, then None where the tag has none."""
+        tags = self.tags
+        text = list(map(str, tags)) if None in tags else tags  # "None" has no index either
+        after = map(itemgetter(2), map(methodcaller("partition", "["), text))
+        indices: list[str | None] = list(map(itemgetter(0), map(methodcaller("partition", "]"), after)))
+        for i in compress(range(len(indices)), map(not_, indices)):  # "": no index, or an empty one
+            if tags[i] is None or "[" not in tags[i]:  # type: ignore[operator]
+                indices[i] = None
+        return indices
 
     @cached_property
     def _group_table(self) -> tuple[list[int], list[str]]:
@@ -260,8 +272,8 @@ class Trace:
         """Tensor groups (a tag without its element index) -> node indices, in first-seen order."""
         numbers, names = self._group_table
         members: list[list[int]] = [[] for _ in names]
-        for i, g in enumerate(numbers):
-            members[g].append(i)
+        for g, run in groupby(range(len(numbers)), numbers.__getitem__):  # a matrix row is one run
+            members[g] += run
         return dict(zip(names, members))
 
     @cached_property
@@ -289,10 +301,11 @@ class Trace:
 
     def depth(self) -> int:
         """The longest path, in edges, from a leaf to the root."""
-        level: list[int] = []
+        inputs = self.child_indices
+        level = [0] * len(inputs)  # a leaf's; most nodes are leaves (weights)
         get = level.__getitem__
-        for children in self.child_indices:  # children come before their parents
-            level.append(1 + max(map(get, children)) if children else 0)
+        for i in compress(range(len(inputs)), inputs):  # children come before their parents
+            level[i] = 1 + max(map(get, inputs[i]))
         return level[-1] if level else 0
 
 
