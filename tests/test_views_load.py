@@ -173,6 +173,8 @@ def test_groups_noted_by_scope_are_the_groups_cut_from_the_tags(saved: Path) -> 
     for granularity in ("fused", "atomic"):
         trace = Trace(token_graph(ckpt.model, spec, granularity=granularity).root)
         assert [trace.group_of(i) for i in range(len(trace))] == list(map(_group_name, trace.tags))
+        cut = [None if t is None or "[" not in t else t[t.find("[") + 1 : t.find("]")] for t in trace.tags]
+        assert trace.element_indices == cut and trace.element_indices.count(None) < len(trace)
 
 
 def test_tags_made_by_hand_are_grouped_too() -> None:
@@ -183,4 +185,8 @@ def test_tags_made_by_hand_are_grouped_too() -> None:
     root._tag = "hand.out[0]@pos2"
     trace = Trace(root)
     assert trace.groups == {"hand.w": [0, 1], "(untagged)": [2, 3], "hand.out@pos2": [4]}
+    assert trace.element_indices == ["3,1", "0,0", None, None, "0"]
     assert trace.group_outputs("hand.w") == [0, 1] and trace.group_outputs("(untagged)") == [2, 3]
+    c._tag, root._children[0]._tag = "hand.c", "hand.w[]@pos1"  # every node tagged: cut by group
+    trace = Trace(root)
+    assert trace.element_indices == ["3,1", "0,0", "", None, "0"] and trace.ids[4] == "hand.out[0]@pos2"

@@ -257,10 +257,10 @@ def _shape(trace: Trace, outputs: list[int]) -> str:
 
 
 def _ops_of(trace: Trace, members: Iterable[int]) -> list:
-    """The distinct ops of some nodes, in order of first use: ops are shared objects, so
-    they are told apart by identity, in C, rather than node by node."""
-    ops = list(map(trace.ops.__getitem__, members))
-    return list(dict(zip(map(id, ops), ops)).values())
+    """The distinct ops of some nodes: ops are shared objects, so they are told apart by
+    identity, in C, rather than node by node."""
+    used = set(map(id, map(trace.ops.__getitem__, members)))
+    return [op for op in trace.distinct_ops if id(op) in used]
 
 
 def _op_text(trace: Trace, outputs: list[int]) -> str:

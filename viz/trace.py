@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import InitVar, dataclass, field
 from functools import cached_property
 from itertools import chain, compress, groupby, repeat
-from operator import attrgetter, is_, itemgetter, methodcaller, mul, ne, not_
+from operator import attrgetter, eq, getitem, is_, mul, ne
 from typing import NamedTuple
 
 from microgpt.engine import Op, Value, topological_order
@@ -236,16 +236,25 @@ class Trace:
 
     @cached_property
     def element_indices(self) -> list[str | None]:
-        """Each node's element index (``3,5`` for ``wq[3,5]``; None for none), as TagParts.index,
-        cut from the tag without parsing all of it: in C, then None where the tag has none."""
+        """Each node's element index (``3,5`` for ``wq[3,5]``; None for none), as TagParts.index.
+
+        A tag is its group's path, then ``[index]``, then the group's ``@posN``: so the index
+        sits at the same place from either end in every tag of a group, and is cut with one
+        slice per group, in C. A tag equal to its group has no index."""
         tags = self.tags
-        text = list(map(str, tags)) if None in tags else tags  # "None" has no index either
-        after = map(itemgetter(2), map(methodcaller("partition", "["), text))
-        indices: list[str | None] = list(map(itemgetter(0), map(methodcaller("partition", "]"), after)))
-        for i in compress(range(len(indices)), map(not_, indices)):  # "": no index, or an empty one
-            if tags[i] is None or "[" not in tags[i]:  # type: ignore[operator]
-                indices[i] = None
+        if None in tags:  # untagged nodes: cut tag by tag
+            return [None if t is None or "[" not in t else t[t.find("[") + 1 : t.find("]")] for t in tags]
+        numbers, names = self._group_table
+        cuts = [slice(len(n) - len(p) + 1, -len(p) - 1) for n in names for p in [n[n.find("@") :] if "@" in n else ""]]
+        indices: list[str | None] = list(map(getitem, tags, map(cuts.__getitem__, numbers)))
+        for i in compress(range(len(tags)), map(eq, tags, map(names.__getitem__, numbers))):
+            indices[i] = None
         return indices
+
+    @cached_property
+    def distinct_ops(self) -> list[Op]:
+        """The ops the graph uses, each once (ops are shared objects: told apart by identity)."""
+        return list(dict(zip(map(id, self.ops), self.ops)).values())
 
     @cached_property
     def _group_table(self) -> tuple[list[int], list[str]]:
