@@ -32,7 +32,7 @@ import math
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from operator import attrgetter, itemgetter, methodcaller, ne
+from operator import itemgetter
 
 from microgpt.engine import Value
 from microgpt.errors import MicrogptError
@@ -221,24 +221,26 @@ def _outputs(trace: Trace, keys: list[str], members: list[int]) -> list[int]:
     """Members used outside their display node (or the root); all members if none is."""
     root = len(trace.nodes) - 1
     outside = _used_outside(trace, keys)
-    out = [i for i in members if i == root or i in outside]
+    out = [i for i in members if i == root or outside[i]]
     return out or members
 
 
-_outside_cache: dict[tuple[int, int], tuple[list[str], set[int]]] = {}
+_outside_cache: dict[tuple[int, int], tuple[list[str], list[bool]]] = {}
 
 
-def _used_outside(trace: Trace, keys: list[str]) -> set[int]:
-    """The nodes that a node of another display node uses: one pass over the edges per
-    drawing (in C: map and compress), kept while the drawing is made."""
+def _used_outside(trace: Trace, keys: list[str]) -> list[bool]:
+    """For each node, whether a node of another display node uses it: one pass over the
+    edges per drawing, kept while the drawing is made."""
     cache_key = (id(trace), id(keys))
     cached = _outside_cache.get(cache_key)
     if cached is not None and cached[0] is keys:
         return cached[1]
-    inputs = trace.child_indices
-    children = list(itertools.chain.from_iterable(inputs))
-    parent_keys = itertools.chain.from_iterable(map(itertools.repeat, keys, map(len, inputs)))
-    out = set(itertools.compress(children, map(ne, map(keys.__getitem__, children), parent_keys)))
+    out = [False] * len(keys)
+    for parent, children in enumerate(trace.child_indices):
+        b = keys[parent]
+        for child in children:
+            if keys[child] != b:
+                out[child] = True
     _outside_cache.clear()
     _outside_cache[cache_key] = (keys, out)
     return out
@@ -246,10 +248,9 @@ def _used_outside(trace: Trace, keys: list[str]) -> set[int]:
 
 def _shape(trace: Trace, outputs: list[int]) -> str:
     indices = list(map(trace.element_indices.__getitem__, outputs))
-    if indices and None not in indices and all(map(str.__contains__, indices, itertools.repeat(","))):
-        split = list(map(methodcaller("split", ","), indices))
-        rows = set(map(itemgetter(0), split))
-        cols = set(map(itemgetter(1), split))
+    if indices and all(ix is not None and "," in ix for ix in indices):
+        rows = {ix.split(",")[0] for ix in indices}
+        cols = {ix.split(",")[1] for ix in indices}
         return f"{len(rows)}×{len(cols)}"
     if len(outputs) == 1:
         return "scalar"
@@ -271,16 +272,6 @@ def _op_text(trace: Trace, outputs: list[int]) -> str:
 def _family_of(trace: Trace, members: list[int]) -> str:
     families = {style.family(op.name) for op in _ops_of(trace, members)}
     return families.pop() if len(families) == 1 else "mixed"
-
-
-def _nonfinite_count(trace: Trace, members: list[int]) -> int:
-    """How many of the nodes hold a nan or an infinity, in data or grad."""
-    nodes = list(map(trace.nodes.__getitem__, members))
-    if all(map(math.isfinite, map(attrgetter("data"), nodes))) and all(
-        map(math.isfinite, map(attrgetter("grad"), nodes))
-    ):
-        return 0  # the common case, checked in C
-    return sum(1 for node in nodes if not is_finite_node(node))
 
 
 def display_graph(
@@ -359,12 +350,12 @@ def node_facts(graph: DisplayGraph, display: DisplayNode) -> NodeFacts:
     nodes = trace.nodes
     return NodeFacts(
         summarised,
-        Summary.of(map(attrgetter("data"), map(nodes.__getitem__, summarised))),
-        Summary.of(map(attrgetter("grad"), map(nodes.__getitem__, summarised))),
+        Summary.of(nodes[i].data for i in summarised),
+        Summary.of(nodes[i].grad for i in summarised),
         _shape(trace, summarised),
         _op_text(trace, summarised),
         family,
-        _nonfinite_count(trace, members),
+        sum(1 for i in members if not is_finite_node(nodes[i])),
     )
 
 

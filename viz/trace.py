@@ -16,8 +16,8 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import InitVar, dataclass, field
 from functools import cached_property
-from itertools import chain, compress, groupby, repeat
-from operator import attrgetter, eq, getitem, is_, mul, ne
+from itertools import chain, compress, repeat
+from operator import attrgetter, is_, mul
 from typing import NamedTuple
 
 from microgpt.engine import Op, Value, topological_order
@@ -118,9 +118,8 @@ class Trace:
     the graph is then sorted once, for backward and the views, not twice).
 
     A 4-layer model's graph has 200,000 nodes, nearly all of them weights, and a view shows
-    few of them: every per-node list is built on first use, with the loop in C where it can
-    be (``map``, ``compress``), and anything whose answer is the same for every node of a tag
-    group is worked out per group."""
+    few of them: every per-node list is built on first use, and anything whose answer is the
+    same for every node of a tag group is worked out per group."""
 
     root: Value
     order: InitVar[Sequence[Value] | None] = None
@@ -195,8 +194,10 @@ class Trace:
     @cached_property
     def fan_out(self) -> list[int]:
         """For each node, how many edges leave it (its uses as an input)."""
-        uses = Counter(chain.from_iterable(self.child_indices))
-        return list(map(uses.__getitem__, range(len(self.nodes))))  # 0 where unused
+        out = [0] * len(self.nodes)
+        for i, n in Counter(chain.from_iterable(self.child_indices)).items():
+            out[i] = n
+        return out
 
     @cached_property
     def edges(self) -> list[Edge]:
@@ -236,20 +237,9 @@ class Trace:
 
     @cached_property
     def element_indices(self) -> list[str | None]:
-        """Each node's element index (``3,5`` for ``wq[3,5]``; None for none), as TagParts.index.
-
-        A tag is its group's path, then ``[index]``, then the group's ``@posN``: so the index
-        sits at the same place from either end in every tag of a group, and is cut with one
-        slice per group, in C. A tag equal to its group has no index."""
-        tags = self.tags
-        if None in tags:  # untagged nodes: cut tag by tag
-            return [None if t is None or "[" not in t else t[t.find("[") + 1 : t.find("]")] for t in tags]
-        numbers, names = self._group_table
-        cuts = [slice(len(n) - len(p) + 1, -len(p) - 1) for n in names for p in [n[n.find("@") :] if "@" in n else ""]]
-        indices: list[str | None] = list(map(getitem, tags, map(cuts.__getitem__, numbers)))
-        for i in compress(range(len(tags)), map(eq, tags, map(names.__getitem__, numbers))):
-            indices[i] = None
-        return indices
+        """Each node's element index (``3,5`` for ``wq[3,5]``; None for none), as TagParts.index,
+        cut from the tag without parsing all of it."""
+        return [None if tag is None or "[" not in tag else tag[tag.find("[") + 1 : tag.find("]")] for tag in self.tags]
 
     @cached_property
     def distinct_ops(self) -> list[Op]:
@@ -281,8 +271,8 @@ class Trace:
         """Tensor groups (a tag without its element index) -> node indices, in first-seen order."""
         numbers, names = self._group_table
         members: list[list[int]] = [[] for _ in names]
-        for g, run in groupby(range(len(numbers)), numbers.__getitem__):  # a matrix row is one run
-            members[g] += run
+        for i, g in enumerate(numbers):
+            members[g].append(i)
         return dict(zip(names, members))
 
     @cached_property
@@ -294,27 +284,30 @@ class Trace:
         return self._group_table[1][self._group_table[0][i]]
 
     @cached_property
-    def _used_outside_group(self) -> set[int]:
-        """The nodes that a node of another group uses: compared edge by edge, in C."""
-        numbers, inputs = self.group_numbers, self.child_indices
-        children = list(chain.from_iterable(inputs))
-        parent_groups = chain.from_iterable(map(repeat, numbers, map(len, inputs)))
-        return set(compress(children, map(ne, map(numbers.__getitem__, children), parent_groups)))
+    def _used_outside_group(self) -> list[bool]:
+        """For each node, whether a node of another group uses it."""
+        numbers = self.group_numbers
+        out = [False] * len(self.nodes)
+        for parent, children in enumerate(self.child_indices):
+            g = numbers[parent]
+            for child in children:
+                if numbers[child] != g:
+                    out[child] = True
+        return out
 
     def group_outputs(self, group: str) -> list[int]:
         """A group's outputs: its members used outside it (or the root). Their values are the
         tensor's; the rest are the intermediate steps that computed them."""
         root = len(self.nodes) - 1
         outside = self._used_outside_group
-        return [i for i in self.groups[group] if i == root or i in outside]
+        return [i for i in self.groups[group] if i == root or outside[i]]
 
     def depth(self) -> int:
         """The longest path, in edges, from a leaf to the root."""
-        inputs = self.child_indices
-        level = [0] * len(inputs)  # a leaf's; most nodes are leaves (weights)
+        level: list[int] = []
         get = level.__getitem__
-        for i in compress(range(len(inputs)), inputs):  # children come before their parents
-            level[i] = 1 + max(map(get, inputs[i]))
+        for children in self.child_indices:  # children come before their parents
+            level.append(1 + max(map(get, children)) if children else 0)
         return level[-1] if level else 0
 
 
