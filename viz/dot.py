@@ -264,13 +264,13 @@ def _ops_of(trace: Trace, members: Iterable[int]) -> list:
     return [op for op in trace.distinct_ops if id(op) in used]
 
 
-def _op_text(trace: Trace, outputs: list[int]) -> str:
-    ops = dict.fromkeys(map(str, _ops_of(trace, outputs)))
-    return "/".join(sorted(ops)) if len(ops) > 1 else next(iter(ops))
+def _op_text(ops: list) -> str:
+    names = dict.fromkeys(map(str, ops))
+    return "/".join(sorted(names)) if len(names) > 1 else next(iter(names))
 
 
-def _family_of(trace: Trace, members: list[int]) -> str:
-    families = {style.family(op.name) for op in _ops_of(trace, members)}
+def _family_of(ops: list) -> str:
+    families = {style.family(op.name) for op in ops}
     return families.pop() if len(families) == 1 else "mixed"
 
 
@@ -340,20 +340,22 @@ def node_facts(graph: DisplayGraph, display: DisplayNode) -> NodeFacts:
     trace, members, kind = graph.trace, display.members, display.kind
     if kind == "scalar":
         summarised = members
-        family = style.family(trace.nodes[members[0]].op.name)
     elif kind in ("tensor", "params"):
         summarised = _elements(trace, graph.base_keys, members)
-        family = _family_of(trace, summarised)
     else:  # block, context, neighbour: what leaves the node
         summarised = _outputs(trace, graph.base_keys, members)
-        family = _family_of(trace, summarised) if kind == "block" else "mixed"
+    ops = _ops_of(trace, summarised)  # once: for the op text and the fill
+    if kind == "scalar":
+        family = style.family(trace.nodes[members[0]].op.name)
+    else:
+        family = _family_of(ops) if kind in ("tensor", "params", "block") else "mixed"
     nodes = trace.nodes
     return NodeFacts(
         summarised,
         Summary.of(nodes[i].data for i in summarised),
         Summary.of(nodes[i].grad for i in summarised),
         _shape(trace, summarised),
-        _op_text(trace, summarised),
+        _op_text(ops),
         family,
         sum(1 for i in members if not is_finite_node(nodes[i])),
     )
