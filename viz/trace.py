@@ -55,7 +55,7 @@ class Summary:
         xs = list(map(float, numbers))
         total = _plain_fsum(xs)
         if xs and math.isfinite(total):  # every number finite (a nan or an inf would show in the sum)
-            squares = fsum(map(mul, xs, xs))
+            squares = _plain_fsum(list(map(mul, xs, xs)))  # not finite: an overflow (hypot avoids it)
             norm = math.sqrt(squares) if math.isfinite(squares) else math.hypot(*xs)
             return cls(len(xs), min(xs), total / len(xs), max(xs), norm)
         finite = [x for x in xs if math.isfinite(x)]
