@@ -77,7 +77,7 @@ class TokenGraph:
     spec: TokenSpec
     granularity: str
     backward_done: bool
-    order: list[Value]  # topological_order(root): sorted once, for backward and the views
+    order: list[Value] | None = None  # topological_order(root), sorted once for backward and the views
 
 
 def token_graph(
