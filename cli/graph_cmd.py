@@ -3,7 +3,8 @@
 The output's extension picks the format: ``.dot``/``.gv`` are written by the project;
 ``.svg``/``.png``/``.pdf`` run a layout program on the DOT source (the system ``dot`` when
 on PATH, else ``graphviz-pure``, which pip installs with this package, or the one given
-with ``--layout-program``); ``.json`` (node-link) and ``.graphml`` come from networkx.
+with ``--layout-program``); ``.json`` (node-link) and ``.graphml`` come from networkx;
+``.mmd`` is the block level as a Mermaid flowchart (``viz.mermaid``).
 Every file is written through a temporary file and a rename.
 """
 
@@ -21,7 +22,8 @@ from viz.style import counted
 DOT_FORMATS = (".dot", ".gv")
 LAYOUT_FORMATS = (".svg", ".png", ".pdf")
 NX_FORMATS = (".json", ".graphml")
-FORMATS = DOT_FORMATS + LAYOUT_FORMATS + NX_FORMATS
+MERMAID_FORMATS = (".mmd",)
+FORMATS = DOT_FORMATS + LAYOUT_FORMATS + NX_FORMATS + MERMAID_FORMATS
 # Scalar drawings past this many nodes ask first (viz.render estimates how long layout takes).
 SCALAR_CONFIRM_NODES = 2000
 
@@ -50,8 +52,8 @@ def build(choice: TokenChoice) -> Built:
         root = word_graph(model, tokens, granularity=choice.granularity)
         n = min(model.config.block_size, len(tokens) - 1)
         title = (
-            f"microgpt-x · {loaded.description} · word {choice.word!r}: {n} positions to the mean loss"
-            f" · loss {root.data:.4f} · {choice.granularity}"
+            f"microgpt-x | {loaded.description} | word {choice.word!r}: {n} positions to the mean loss"
+            f" | loss {root.data:.4f} | {choice.granularity}"
         )
         return Built(Trace(root), title, None, len(model.params), loaded)
     built = build_token_graph(choice)
@@ -118,6 +120,15 @@ def graph_command(
             f"wrote {out}: {counted(graph.number_of_nodes(), 'node')}, {counted(graph.number_of_edges(), 'edge')}"
             f" (networkx {suffix[1:]}, {level} level)"
         )
+        return
+    if suffix in MERMAID_FORMATS:
+        from viz.mermaid import to_mermaid
+
+        text = to_mermaid(
+            trace, title=built.title, pos=built.pos, expand_context=expand_context, direction=rankdir.upper()
+        )
+        write_atomic(out, text.encode("utf-8"))
+        info(f"wrote {out} (block level, Mermaid flowchart)")
         return
 
     from viz.dot import to_dot
@@ -244,6 +255,14 @@ def stats_command(
 
 def _ignored_options(suffix: str, level: str, focus: str | None, hops: int, edge_grads: bool, rankdir: str):
     """One line for each option given that this drawing or file does not use."""
+    if suffix in MERMAID_FORMATS:
+        if level == "scalar":
+            yield "--level scalar is not used: a .mmd file is the block level"
+        if focus is not None:
+            yield "--focus is not used: a .mmd file is the whole block level"
+        if edge_grads:
+            yield "--edge-grads labels the edges of scalar-level drawings only: not used in a .mmd file"
+        return
     if edge_grads and level != "scalar":
         yield f"--edge-grads labels the edges of scalar-level drawings only: not used at {level} level"
     elif edge_grads and suffix in NX_FORMATS:

@@ -77,9 +77,10 @@ def test_tensor_nodes_show_shape_op_and_statistics() -> None:
     graph = tiny_graph(pos=0)
     source = to_dot(graph).source
     assert '"layer0.attn.h0.q@pos0"' in source
-    assert "layer0.attn.h0.q@pos0\\n[2] · dot\\ndata " in source
-    assert "layer0.attn.wq\\n4×4 · param" in source
-    assert f"loss@pos0\\nscalar · neg\\ndata {graph.root.data:.4g}\\ngrad 1" in source
+    # inside a cluster titled with its path, a node shows the rest of its name
+    assert 'label="layer0.attn.h0"' in source and '"layer0.attn.h0.q@pos0" [label="q@pos0\\n[2], dot\\ndata ' in source
+    assert 'label="wq\\n4x4, param' in source
+    assert f"loss@pos0\\nscalar, neg\\ndata {graph.root.data:.4g}\\ngrad 1" in source
 
 
 def test_context_is_collapsed_unless_expanded() -> None:
@@ -475,7 +476,7 @@ def test_dot_labels_count_non_finite_values_apart() -> None:
     values = [Value(x, tag=f"v[{k}]") for k, x in enumerate([1.0, math.nan, -2.0, math.inf])]
     root = values[0] + values[1] + values[2] + values[3]
     source = to_dot(root, level="tensor").source
-    assert "v\\n[4] · leaf\\ndata -2 … 1  μ -0.5  ‖2.236‖ · 1 nan · 1 inf\\ngrad 0 … 0" in source
+    assert "v\\n[4], leaf\\ndata -2 to 1, mean -0.5, norm 2.236, 1 nan, 1 inf\\ngrad 0 to 0" in source
     finite = to_dot(tiny_graph(), level="tensor").source
     assert style.NONFINITE_FILL not in finite and style.NONFINITE_LABEL not in finite
 
@@ -641,3 +642,191 @@ def test_groups_and_indices_agree_with_parsing_every_tag() -> None:
         assert trace.element_indices[i] == (None if parts is None else parts.index)
         assert trace.tag_parts[i] == parts
         assert i in trace.groups[trace.group_of(i)]
+
+
+# -- labels fit their boxes with graphviz-pure (issue 12) -----------------------------------
+def laid_out_labels(source: str) -> tuple[list[tuple[str, float, list[dict]]], str]:
+    """Each node graphviz-pure lays out: its name, its width in points and its text lines
+    (the ``T`` operations of ``-Tjson``, each with the width the program measured)."""
+    import subprocess
+
+    program = render.find_layout_program("graphviz-pure")
+    result = subprocess.run([program, "-Tjson"], input=source.encode("utf-8"), capture_output=True, check=True)
+    document = json.loads(result.stdout)
+    out = []
+    for obj in document["objects"]:
+        if "nodes" in obj or "_ldraw_" not in obj:  # a cluster, or a node without a label
+            continue
+        size = next(op["size"] for op in obj["_ldraw_"] if op["op"] == "F")
+        lines = [{**op, "size": size} for op in obj["_ldraw_"] if op["op"] == "T"]
+        out.append((obj["name"], float(obj["width"]) * 72, lines))
+    return out, result.stderr.decode("utf-8")
+
+
+def assert_labels_fit(source: str) -> None:
+    nodes, _ = laid_out_labels(source)
+    assert nodes
+    for name, width, lines in nodes:
+        for line in lines:
+            text = line["text"]
+            needed = style.text_width(text, line["size"]) + 2 * style.NODE_MARGIN * 72
+            assert needed <= width + 0.01, f"{name}: {text!r} needs {needed:.1f} pt, its box is {width:.1f} pt"
+            if text.isascii():  # graphviz-pure measures ASCII with Helvetica's widths, as style does
+                assert style.text_width(text, line["size"]) == pytest.approx(line["width"], abs=0.05), text
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        [],
+        ["--level", "block"],
+        ["--level", "block", "--pos", "3"],
+        ["--word", "emma", "--level", "block"],
+        ["--word", "emma"],
+        ["--level", "scalar", "--focus", "attn.h0", "--pos", "2", "--edge-grads"],
+    ],
+    ids=["tensor", "block", "block-context", "word-block", "word-tensor", "scalar-focus"],
+)
+def test_every_label_of_the_default_pictures_fits_its_box_with_graphviz_pure(here: Path, options: list[str]) -> None:
+    result = mgx("graph", *options, "-o", "g.dot")
+    assert result.exit_code == 0, result.output
+    source = (here / "g.dot").read_text()
+    assert_labels_fit(source)
+    _, warnings = laid_out_labels(source)
+    assert warnings == ""  # graphviz-pure warned "no value for width of non-ASCII character 194"
+
+
+def test_a_label_with_other_characters_gets_a_box_wide_enough() -> None:
+    """A user's word can hold any character: graphviz-pure counts each of its bytes as a space."""
+    w = Value(0.5, tag="café…ΣΣΣΣ‖‖‖‖‖‖‖‖‖‖‖‖[0]")
+    source = to_dot(w * Value(2.0, tag="x[0]"), level="tensor").source
+    assert "width=" in source
+    assert_labels_fit(source)
+
+
+def test_text_width_follows_helvetica() -> None:
+    assert style.text_width("Wi", 10) == pytest.approx(9.44 + 2.22)
+    assert style.text_width("ab\nabc", 100) == pytest.approx(55.6 + 55.6 + 50)
+    assert style.label_width("plain", 10) is None
+    assert float(style.label_width("…", 10)) >= 10 / 72 + 0.22
+
+
+# -- Mermaid (issue 12) -------------------------------------------------------------------------
+MERMAID_NODE = re.compile(r'^\s+(n\d+)\["([^"]*)"\]$')
+MERMAID_EDGE = re.compile(r"^\s+(n\d+) --> (n\d+)$")
+
+
+def mermaid_structure(text: str) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """The nodes (id -> label) and edges of a flowchart, checking its structure as it goes:
+    one ``flowchart`` line, subgraphs opened and closed in pairs, every line a known form."""
+    from viz.mermaid import _ESCAPES
+
+    lines = text.splitlines()
+    if lines[0] == "---":
+        end = lines.index("---", 1)
+        assert [line.split(":", 1)[0] for line in lines[1:end]] == ["title"]
+        json.loads(lines[1].split(": ", 1)[1])  # a double-quoted YAML string is a JSON string
+        lines = lines[end + 1 :]
+    assert re.fullmatch(r"flowchart (TB|BT|LR|RL)", lines[0])
+    nodes: dict[str, str] = {}
+    edges: list[tuple[str, str]] = []
+    depth = 0
+    for line in lines[1:]:
+        if node := MERMAID_NODE.match(line):
+            assert node.group(1) not in nodes, f"{node.group(1)} declared twice"
+            nodes[node.group(1)] = node.group(2)
+            assert not set(node.group(2).replace("<br/>", "")) & (set(_ESCAPES) - {"#"}), line
+        elif edge := MERMAID_EDGE.match(line):
+            edges.append((edge.group(1), edge.group(2)))
+        elif re.fullmatch(r'\s+subgraph c\d+\["[^"]*"\]', line):
+            depth += 1
+        elif line.strip() == "end":
+            depth -= 1
+            assert depth >= 0
+        else:
+            assert re.fullmatch(r"\s+(classDef|class|style|linkStyle) \S+ \S+", line), line
+    assert depth == 0
+    for a, b in edges:
+        assert a in nodes and b in nodes, f"edge {a} --> {b} has an end never declared"
+    return nodes, edges
+
+
+def test_mermaid_block_level_matches_its_snapshot() -> None:
+    from viz.mermaid import to_mermaid
+
+    text = to_mermaid(tiny_graph(), title="tiny | token 'b' at position 1")
+    check_snapshot("tiny_block.mmd", text)
+    nodes, edges = mermaid_structure(text)
+    shown = display_graph(tiny_graph(), "block")
+    assert len(nodes) == len(shown.nodes)
+    assert len(edges) == len(to_networkx(tiny_graph(), level="block", expand_context=False).edges) > 0
+
+
+def test_mermaid_escapes_what_would_end_a_label() -> None:
+    from viz.mermaid import to_mermaid
+
+    w = Value(0.5, tag='we"ird<x>#1&y[0]')
+    text = to_mermaid(w * Value(math.nan, tag="end[0]"), title='a "quoted" title: # <b>')
+    nodes, edges = mermaid_structure(text)
+    assert any(label.startswith("we#quot;ird#lt;x#gt;#35;1#amp;y<br/>") for label in nodes.values())
+    assert 'subgraph c1["we#quot;ird#lt;x#gt;#35;1#amp;y"]' in text  # a subgraph titled "end" is no keyword
+    assert f"fill:{style.NONFINITE_FILL}" in text and len(edges) == 2
+
+
+def test_mgx_graph_writes_a_mermaid_flowchart(here: Path) -> None:
+    for name in ("a", "b"):
+        result = mgx("graph", "--word", "emma", "--rankdir", "LR", "-o", f"{name}.mmd")
+        assert result.exit_code == 0, result.output
+    text = (here / "a.mmd").read_text()
+    assert text == (here / "b.mmd").read_text()
+    nodes, _ = mermaid_structure(text)
+    assert text.splitlines()[3] == "flowchart LR" and "word 'emma'" in text.splitlines()[1]
+    labels = [label.split("<br/>")[0] for label in nodes.values()]
+    assert [f"layer0.attn@pos{p}" for p in range(5)] == [x for x in labels if x.startswith("layer0.attn@")]
+    assert "linkStyle" in text and f"stroke:{style.BLOCK_COLOUR['attn']}" in text  # attention along the row
+    result = mgx("graph", "--level", "scalar", "--focus", "attn", "-o", "c.mmd")
+    assert result.exit_code == 0 and "a .mmd file is the block level" in result.stderr
+    assert "a .mmd file is the whole block level" in result.stderr
+
+
+# -- reading order (issue 12) ------------------------------------------------------------------
+def test_reading_rows_put_each_block_of_a_word_on_one_row_in_position_order() -> None:
+    from microgpt.graph import word_graph
+    from viz.dot import key_edge_counts, reading_rows, stage_key
+
+    tokenizer = Tokenizer("abc")
+    model = GPT.initialise(GPTConfig(vocab_size=4, n_layer=1, n_embd=4, n_head=2, block_size=4), random.Random(7))
+    graph = display_graph(word_graph(model, tokenizer.document_tokens("abc")), "block")
+    rows = {tuple(names) for names, chained in reading_rows(graph, list(key_edge_counts(graph.trace, graph.keys)))}
+    positions = range(4)
+    assert ("layer0.attn/params", *(f"layer0.attn@pos{p}" for p in positions)) in rows
+    assert ("embed/params", *(f"embed@pos{p}" for p in positions)) in rows
+    assert tuple(f"loss@pos{p}" for p in positions) in rows
+    model_order = ["embed", "layer0.attn", "layer0.mlp", "layer2", "layer10", "lm_head", "probs", "loss"]
+    assert sorted(reversed(model_order), key=stage_key) == model_order
+
+
+def test_a_whole_word_is_laid_out_left_to_right_and_top_to_bottom() -> None:
+    """The diagonal strip, measured: each position's blocks were one rank lower than the last's."""
+    from microgpt.graph import word_graph
+
+    run = start_run(embedded_documents().docs)
+    root = word_graph(run.model, run.tokenizer.document_tokens("emma"))
+    source = to_dot(root, level="block").source
+    for program in layout_programs():
+        svg = ET.fromstring(render.layout(program, source, "svg"))
+        ns = "{http://www.w3.org/2000/svg}"
+        at = {}
+        for g in svg.iter(f"{ns}g"):
+            title = g.find(f"{ns}title")
+            if g.get("class") == "node" and title is not None:
+                text = g.find(f"{ns}text")
+                at[title.text] = (float(text.get("x")), float(text.get("y")))
+        name = Path(program).name
+        for block in ("embed", "layer0.attn", "layer0.mlp", "lm_head", "probs", "loss"):
+            row = [at[f"{block}@pos{p}"] for p in range(5)]
+            assert len({y for _, y in row}) == 1, f"{name}: {block} not on one row"
+            assert [x for x, _ in row] == sorted(x for x, _ in row), f"{name}: {block} not in position order"
+        ys = [at[f"{block}@pos0"][1] for block in ("embed", "layer0.attn", "layer0.mlp", "lm_head", "probs", "loss")]
+        assert ys == sorted(ys), f"{name}: the blocks are not top to bottom"
+        assert at["loss"][1] > ys[-1]

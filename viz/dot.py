@@ -19,6 +19,12 @@ or ``.graphml`` file holds the nodes the drawing shows. A node holding a nan or 
 (data or grad) is filled with ``style.NONFINITE_FILL`` and the legend says so; summaries
 cover the finite values and count the others (``viz.trace.Summary``).
 
+How the picture reads is decided apart from DOT too, for any drawing of the same display
+nodes (DOT, Mermaid in ``viz.mermaid``, a page): ``stage_key`` orders clusters from input to
+output, ``reading_rows`` says which nodes share a rank and in what order (a whole name left to
+right by position), ``drawn_node`` gives each node's label and fill. Labels are ASCII (see
+``style.label_width``).
+
 ``to_dot`` returns a ``graphviz.Digraph`` that displays itself in a notebook with the layout
 program ``mgx graph`` uses (``viz.render``: the system ``dot``, else graphviz-pure), where a
 plain Digraph needs a program named ``dot``.
@@ -42,6 +48,7 @@ from viz.trace import Summary, Trace
 
 LEVELS = ("block", "tensor", "scalar")
 RANKDIRS = ("TB", "BT", "LR", "RL")
+NODE_FONTSIZE = "10"
 
 
 def block_of(path: str) -> str:
@@ -71,12 +78,13 @@ def _num(x: float) -> str:
 
 
 def _summary_line(name: str, s: Summary) -> str:
-    """``data -0.5 … 0.8  μ 0.1  ‖2.3‖``, the finite values, then ``· 1 nan · 2 inf`` for the rest."""
+    """``data -0.5 to 0.8, mean 0.1, norm 2.3``, the finite values, then ``, 1 nan, 2 inf`` for
+    the rest. Plain ASCII, like every word the drawing writes itself (see ``style.label_width``)."""
     flags = [f"{n} {word}" for word, n in s.flags()]
     if s.count == 1:
         return f"{name} {_num(s.min) if s.finite else s.flags()[0][0]}"
-    parts = [f"{_num(s.min)} … {_num(s.max)}  μ {_num(s.mean)}  ‖{_num(s.norm)}‖"] if s.finite else []
-    return f"{name} {' · '.join(parts + flags)}"
+    parts = [f"{_num(s.min)} to {_num(s.max)}, mean {_num(s.mean)}, norm {_num(s.norm)}"] if s.finite else []
+    return f"{name} {', '.join(parts + flags)}"
 
 
 def is_finite_node(node: Value) -> bool:
@@ -387,7 +395,7 @@ def to_dot(
 
     dot = _drawing_class()(name="microgpt", strict=False)
     dot.attr(rankdir=rankdir, fontname=style.FONT, labelloc="t", fontsize="16", newrank="true", remincross="false")
-    dot.attr("node", fontname=style.FONT, fontsize="10", shape="box", style="rounded,filled")
+    dot.attr("node", fontname=style.FONT, fontsize=NODE_FONTSIZE, shape="box", style="rounded,filled")
     dot.attr("edge", fontname=style.FONT, fontsize="8", color="#6b7280", arrowsize="0.6")
     if title:
         dot.attr(label=title)
@@ -398,33 +406,123 @@ def to_dot(
     blocks_seen: set[str] = set()
     flagged = False
     for display in displays.values():
-        name, attrs, fam, nonfinite = _node(graph, display)
+        name, attrs, fam, nonfinite = drawn_node(graph, display)
+        label = attrs["label"]
+        width = style.label_width(label, float(attrs.get("fontsize", NODE_FONTSIZE)))
+        if width is not None:
+            attrs["width"] = width
+        attrs["label"] = label.replace("\n", "\\n")  # DOT's line break, not a raw newline
         families_seen.add(fam)
         flagged = flagged or nonfinite
         tree.setdefault(display.clusters, []).append((name, attrs))
         for c in display.clusters:
             blocks_seen.add(style.block_kind(c) if c != "context" else "context")
-    _emit_clusters(dot, tree)
 
     # -- edges ------------------------------------------------------------------------------
+    drawn: list[tuple[str, str, dict[str, str]]] = []
     counts: dict[tuple[str, str], int] = {}  # edges between collapsed nodes: drawn once, counted
     if level == "scalar":
         for a, b, parent, slot in key_edges(trace, keys):
             if displays[a].kind == "scalar" and displays[b].kind == "scalar":
-                if edge_grads:
-                    dot.edge(a, b, label=_num(float(trace.nodes[parent].local_grads[slot])))
-                else:
-                    dot.edge(a, b)
+                label = {"label": _num(float(trace.nodes[parent].local_grads[slot]))} if edge_grads else {}
+                drawn.append((a, b, label))
             else:
                 counts[(a, b)] = counts.get((a, b), 0) + 1
     else:
         counts = key_edge_counts(trace, keys)
-    for (a, b), n in counts.items():
-        dot.edge(a, b, tooltip=style.counted(n, "scalar edge"))
+    drawn += [(a, b, {"tooltip": style.counted(n, "scalar edge")}) for (a, b), n in counts.items()]
 
+    rows = reading_rows(graph, [(a, b) for a, b, _ in drawn])
+    _emit_clusters(dot, tree, rows)
+    along = {(a, b) for names, chained in rows if chained for a, b in itertools.combinations(names, 2)}
+    for a, b, attrs in drawn:
+        if (a, b) in along and not holds_parameters(graph, a):  # from an earlier position: attention's keys and values
+            attrs = {**attrs, "color": style.BLOCK_COLOUR["attn"], "penwidth": "1.5"}
+        elif level != "scalar" and holds_parameters(graph, a):  # weights drawn light, the data's path dark
+            attrs = {**attrs, "color": style.PARAM_EDGE}
+        dot.edge(a, b, **attrs)
     if legend:
-        _legend(dot, families_seen, blocks_seen, flagged)
+        _legend(dot, families_seen, blocks_seen, flagged, anchor=next(reversed(displays), None))
     return dot
+
+
+# The order of a model's parts from input to output: clusters are written, and so drawn, in
+# this order (``layer2`` before ``layer10``, ``h2`` before ``h10``).
+STAGES = ("context", "embed", "wte", "wpe", "layer", "attn", "mlp", "lm_head", "logits", "probs", "loss")
+
+
+def stage_key(path: str) -> tuple:
+    """Where a cluster path comes in the model's order: its segments by ``STAGES``, then by number."""
+    key = []
+    for seg in path.split("."):
+        word = seg.rstrip("0123456789")
+        number = seg[len(word) :]
+        key.append((STAGES.index(word) if word in STAGES else len(STAGES), int(number) if number else -1, seg))
+    return tuple(key)
+
+
+def holds_parameters(graph: DisplayGraph, key: str) -> bool:
+    """Whether a drawn node holds parameters (at block level, a block's; at tensor level, a weight matrix)."""
+    d = graph.nodes[key]
+    return d.kind == "params" or (d.kind == "tensor" and graph.trace.nodes[d.members[0]].op.name == "param")
+
+
+def reading_rows(graph: DisplayGraph, edges: list[tuple[str, str]]) -> list[tuple[list[str], bool]]:
+    """The nodes each drawn on one rank, left to right: ``(names, chained)``; a chained row is
+    kept in its order by invisible edges.
+
+    - The same block or tensor at each position (``layer0.attn@pos0`` ... ``@pos4``), in
+      position order; at block level the block's parameters head the row. So a whole name
+      reads left to right, and attention's edges from earlier positions run along the row
+      instead of pushing each position one rank lower (the diagonal strip).
+    - At tensor level, a parameter tensor sits beside the first node it feeds when no other
+      input of that node sits in the parameter's own cluster (``lm_head`` beside the logits,
+      ``wo`` beside the heads' joined output): a rank higher, it would stretch its cluster up
+      beside the layer above, or hang far from the node it feeds.
+    - At block level, the context (the earlier positions) on the rank of the block that reads
+      it, so the parameters it shares with that block feed it along the row, not upwards."""
+    displays = graph.nodes
+    rows: list[tuple[list[str], bool]] = []
+    if graph.level == "scalar":
+        return rows
+    inputs: dict[str, list[str]] = {}
+    consumers: dict[str, list[str]] = {}
+    for a, b in edges:
+        inputs.setdefault(b, []).append(a)
+        consumers.setdefault(a, []).append(b)
+
+    def is_param(key: str) -> bool:
+        return holds_parameters(graph, key)
+
+    # Series computed from the same inputs (q, k and v from the norm) share a row, position
+    # by position: q@pos0 k@pos0 v@pos0 q@pos1 ...
+    series: dict[tuple[tuple[str, ...], frozenset[str]], list[tuple[int, int, str]]] = {}
+    bases: dict[str, int] = {}
+    for d in displays.values():
+        if d.kind in ("block", "tensor") and "@pos" in d.key:
+            base, p = d.key.rsplit("@pos", 1)
+            fed_by = frozenset(a.rsplit("@pos", 1)[0] for a in inputs.get(d.key, []) if not is_param(a)) - {base}
+            order = bases.setdefault(base, len(bases))
+            series.setdefault((d.clusters, fed_by), []).append((int(p), order, d.key))
+    for items in series.values():
+        names = [key for _, _, key in sorted(items)]
+        params = names[0].rsplit("@pos", 1)[0] + "/params"
+        if params in displays:
+            names.insert(0, params)
+        if len(names) > 1:
+            rows.append((names, True))
+    context = [d.key for d in displays.values() if d.kind == "context"]
+    fed = [c for c in consumers.get(context[0], []) if displays[c].kind == "block"] if context else []
+    if fed:  # the earlier positions beside the block that reads them, left of the token's own
+        rows.append(([context[0], fed[0]], False))
+    if graph.level == "tensor":
+        for d in displays.values():
+            if d.key in inputs or not is_param(d.key):
+                continue
+            inside = [c for c in consumers.get(d.key, []) if displays[c].clusters[: len(d.clusters)] == d.clusters]
+            if inside and not any(a != d.key and displays[a].clusters == d.clusters for a in inputs[inside[0]]):
+                rows.append(([d.key, inside[0]], False))
+    return rows
 
 
 def _apply_focus(trace, keys, displays, pattern, hops, level):
@@ -470,17 +568,33 @@ def _apply_focus(trace, keys, displays, pattern, hops, level):
     return new_keys, new_displays
 
 
-def _node(graph: DisplayGraph, display: DisplayNode) -> tuple[str, dict[str, str], str, bool]:
-    """A display node's name, DOT attributes, op family and whether it holds a non-finite value."""
+def _short(key: str, clusters: tuple[str, ...]) -> str:
+    """A name as its innermost cluster shows it: ``q@pos0`` in the cluster titled
+    ``layer0.attn.h0``; a name outside the cluster's path stays whole."""
+    inner = clusters[-1] if clusters else ""
+    return key[len(inner) + 1 :] if inner and key.startswith(inner + ".") else key
+
+
+def _op_counts(ops: Counter) -> list[str]:
+    """``17 add, 2 const, 1 div`` ..., five kinds of op a line."""
+    counts = [f"{n} {name}" for name, n in sorted(ops.items())]
+    return [", ".join(counts[k : k + 5]) for k in range(0, len(counts), 5)]
+
+
+def drawn_node(graph: DisplayGraph, display: DisplayNode) -> tuple[str, dict[str, str], str, bool]:
+    """A display node's name, drawing attributes (Graphviz's names; the label as plain lines),
+    op family and whether it holds a non-finite value: what the DOT and Mermaid drawings show."""
     trace = graph.trace
     members = display.members
     kind = display.kind
     facts = node_facts(graph, display)
     fam = facts.family
+    shape = facts.shape.replace("×", "x")
     attrs: dict[str, str] = {}
     if kind == "scalar":
         node = trace.nodes[members[0]]
-        label = f"{trace.ids[members[0]]}\n{node.op}\ndata {_num(node.data)} · grad {_num(node.grad)}"
+        name = _short(trace.ids[members[0]], display.clusters)
+        label = f"{name}\n{node.op}\ndata {_num(node.data)}, grad {_num(node.grad)}"
         attrs["fillcolor"] = style.FAMILY_COLOUR[fam]
     elif kind == "context":
         lines = [
@@ -496,7 +610,7 @@ def _node(graph: DisplayGraph, display: DisplayNode) -> tuple[str, dict[str, str
         group = display.key.removeprefix("hop/")
         label = "\n".join(
             [
-                group,
+                _short(group, display.clusters),
                 f"({style.counted(len(members), 'node')}, collapsed)",
                 *_nonfinite_line(trace, facts, members, summaries_shown=False),
             ]
@@ -506,20 +620,20 @@ def _node(graph: DisplayGraph, display: DisplayNode) -> tuple[str, dict[str, str
         )
     else:
         if kind in ("block", "params"):
-            head = display.key if kind == "block" else f"θ {display.key.removesuffix('/params')} parameters"
+            head = display.key if kind == "block" else f"{display.key.removesuffix('/params')} parameters"
             ops = Counter(trace.nodes[i].op.name for i in members)
             second = (
                 f"{style.counted(len(members), 'param')} reached"
                 if kind == "params"
-                else f"{style.counted(len(members), 'node')} · out {facts.shape}"
+                else f"{style.counted(len(members), 'node')}, out {shape}"
             )
             lines = [head, second]
             if kind == "block":
-                lines.append(" ".join(f"{name}×{n}" for name, n in sorted(ops.items())))
+                lines += _op_counts(ops)
             attrs["color"] = style.BLOCK_COLOUR[style.block_kind(display.clusters[-1] if display.clusters else "")]
             attrs["penwidth"] = "2"
         else:
-            lines = [display.key, f"{facts.shape} · {facts.op}"]
+            lines = [_short(display.key, display.clusters), f"{shape}, {facts.op}"]
         lines += [_summary_line("data", facts.data), _summary_line("grad", facts.grad)]
         label = "\n".join(lines + _nonfinite_line(trace, facts, members))
         attrs["fillcolor"] = style.FAMILY_COLOUR[fam]
@@ -528,7 +642,7 @@ def _node(graph: DisplayGraph, display: DisplayNode) -> tuple[str, dict[str, str
     if display.focus and kind != "neighbour":
         attrs["color"] = style.FOCUS_BORDER
         attrs["penwidth"] = "2"
-    attrs["label"] = label.replace("\n", "\\n")  # DOT's line break, not a raw newline
+    attrs["label"] = label
     return display.key, attrs, fam, facts.nonfinite > 0
 
 
@@ -543,8 +657,15 @@ def _nonfinite_line(trace: Trace, facts: NodeFacts, members: list[int], summarie
     return [f"non-finite: {facts.nonfinite:,} of {style.counted(len(members), 'node')}"]
 
 
-def _emit_clusters(dot, tree: dict[tuple[str, ...], list[tuple[str, dict[str, str]]]]) -> None:
-    """Nodes at the top level go straight in; each cluster path becomes nested subgraphs."""
+def _emit_clusters(
+    dot,
+    tree: dict[tuple[str, ...], list[tuple[str, dict[str, str]]]],
+    rows: list[tuple[list[str], bool]],
+) -> None:
+    """Nodes at the top level go straight in; each cluster path becomes nested subgraphs,
+    written in the model's order (``STAGES``) and titled with the whole path, so the nodes
+    inside say only the rest of their names. Each row goes in the innermost cluster holding
+    all its nodes."""
     import graphviz
 
     children: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
@@ -554,30 +675,43 @@ def _emit_clusters(dot, tree: dict[tuple[str, ...], list[tuple[str, dict[str, st
             siblings = children.setdefault(parent, [])
             if child not in siblings:
                 siblings.append(child)
+    chain_of = {name: chain for chain, nodes in tree.items() for name, _ in nodes}
+    rows_in: dict[tuple[str, ...], list[tuple[list[str], bool]]] = {}
+    for names, chained in rows:
+        common = chain_of[names[0]]
+        for name in names[1:]:
+            other = chain_of[name]
+            k = 0
+            while k < min(len(common), len(other)) and common[k] == other[k]:
+                k += 1
+            common = common[:k]
+        rows_in.setdefault(common, []).append((names, chained))
 
     def fill(graph, chain: tuple[str, ...]) -> None:
         for name, attrs in tree.get(chain, []):
             graph.node(name, **attrs)
-        for child in children.get(chain, []):
+        for child in sorted(children.get(chain, []), key=lambda c: stage_key(c[-1])):
             path = child[-1]
             sub = graphviz.Digraph(name=f"cluster_{path}")
             kind = "context" if path == "context" else style.block_kind(path)
             sub.attr(
-                label=path.split(".")[-1] if path != "context" else "context (earlier positions)",
+                label=path if path != "context" else "context (earlier positions)",
                 color=style.BLOCK_COLOUR[kind],
                 style="rounded",
                 fontcolor=style.BLOCK_COLOUR[kind],
             )
             fill(sub, child)
             if path == "context":
-                _in_position_order(sub, [name for name, _ in tree.get(child, [])])
+                _one_rank(sub, [name for name, _ in tree.get(child, [])], chained=True)
             graph.subgraph(sub)
+        for names, chained in rows_in.get(chain, []):
+            _one_rank(graph, names, chained)
 
     fill(dot, ())
 
 
-def _in_position_order(cluster, names: list[str]) -> None:
-    """Keep the context nodes in position order: one rank, chained by invisible edges, which
+def _one_rank(cluster, names: list[str], chained: bool) -> None:
+    """Draw ``names`` on one rank; ``chained``: in this order, kept by invisible edges, which
     dot and graphviz-pure draw left to right (top to bottom with LR). The graph's
     ``remincross=false`` keeps them so: the second crossing-minimisation pass over clusters
     reordered them (pos1, pos2, pos0 at --pos 3) whatever the edges said."""
@@ -587,42 +721,46 @@ def _in_position_order(cluster, names: list[str]) -> None:
 
     row = graphviz.Digraph()
     row.attr(rank="same")
-    for a, b in itertools.pairwise(names):
-        row.edge(a, b, style="invis")
+    if chained:
+        for a, b in itertools.pairwise(names):
+            row.edge(a, b, style="invis")
+    else:
+        for name in names:
+            row.node(name)
     cluster.subgraph(row)
 
 
-def _legend(dot, families: set[str], blocks: set[str], nonfinite: bool) -> None:
+LEGEND_ROW = 7  # entries a row of the legend holds at most
+
+
+def _legend(dot, families: set[str], blocks: set[str], nonfinite: bool, anchor: str | None = None) -> None:
+    """The fills and borders the drawing uses, in rows under it (an invisible edge from
+    ``anchor``, the last node drawn, puts the legend below the graph rather than beside it)."""
     import graphviz
 
-    legend = graphviz.Digraph(name="cluster_legend")
-    legend.attr(label="legend", style="rounded", color="#9ca3af", fontcolor="#374151")
-    previous = None
+    entries: list[tuple[str, dict[str, str]]] = []
     if nonfinite:
-        previous = "legend/nonfinite"
-        legend.node(previous, label=style.NONFINITE_LABEL, fillcolor=style.NONFINITE_FILL, fontsize="9")
+        entries.append(("legend/nonfinite", {"label": style.NONFINITE_LABEL, "fillcolor": style.NONFINITE_FILL}))
     for fam in style.FAMILY_COLOUR:
         if fam in families:
-            name = f"legend/{fam}"
-            legend.node(name, label=style.FAMILY_LABEL[fam], fillcolor=style.FAMILY_COLOUR[fam], fontsize="9")
-            if previous:
-                legend.edge(previous, name, style="invis")
-            previous = name
+            entries.append((f"legend/{fam}", {"label": style.FAMILY_LABEL[fam], "fillcolor": style.FAMILY_COLOUR[fam]}))
     for block in style.BLOCK_COLOUR:
         if block in blocks:
-            name = f"legend/block/{block}"
-            legend.node(
-                name,
-                label=f"block: {block}",
-                fillcolor="#ffffff",
-                color=style.BLOCK_COLOUR[block],
-                penwidth="2",
-                fontsize="9",
-            )
-            if previous:
-                legend.edge(previous, name, style="invis")
-            previous = name
+            attrs = {"label": f"block: {block}", "fillcolor": "#ffffff", "color": style.BLOCK_COLOUR[block]}
+            entries.append((f"legend/block/{block}", {**attrs, "penwidth": "2"}))
+    legend = graphviz.Digraph(name="cluster_legend")
+    legend.attr(label="legend", style="rounded", color="#9ca3af", fontcolor="#374151")
+    for name, attrs in entries:
+        legend.node(name, fontsize="9", **attrs)
+    per_row = math.ceil(len(entries) / math.ceil(len(entries) / LEGEND_ROW)) if entries else 1
+    rows = [[name for name, _ in entries[k : k + per_row]] for k in range(0, len(entries), per_row)]
+    for row in rows:
+        _one_rank(legend, row, chained=True)
+    for upper, lower in itertools.pairwise(rows):
+        legend.edge(upper[0], lower[0], style="invis")
     dot.subgraph(legend)
+    if anchor is not None and rows:
+        dot.edge(anchor, rows[0][0], style="invis")
 
 
 @functools.cache
@@ -668,6 +806,6 @@ def describe(graph, tokenizer, model_description: str) -> str:
     """The title line of a token's drawing: model, token, position, target and loss."""
     spec = graph.spec
     return (
-        f"microgpt-x · {model_description} · token {tokenizer.token_name(spec.token)!r} at position {spec.pos}"
-        f" · target {tokenizer.token_name(spec.target)!r} · loss {graph.root.data:.4f} · {graph.granularity}"
+        f"microgpt-x | {model_description} | token {tokenizer.token_name(spec.token)!r} at position {spec.pos}"
+        f" | target {tokenizer.token_name(spec.target)!r} | loss {graph.root.data:.4f} | {graph.granularity}"
     )

@@ -7,6 +7,8 @@ nothing of them: they live here, beside the views that use them.
 
 from __future__ import annotations
 
+import math
+
 # Op families: the fill of a node, by what computed it.
 OP_FAMILY: dict[str, str] = {
     "leaf": "leaf",
@@ -39,10 +41,10 @@ FAMILY_COLOUR: dict[str, str] = {
 FAMILY_LABEL: dict[str, str] = {
     "param": "parameter",
     "leaf": "leaf / constant",
-    "add": "add · sub · sum",
-    "mul": "mul · neg · div",
+    "add": "add, sub, sum",
+    "mul": "mul, neg, div",
     "dot": "dot (fused)",
-    "nonlinear": "exp · log · pow",
+    "nonlinear": "exp, log, pow",
     "relu": "relu",
     "mixed": "several ops",
 }
@@ -64,10 +66,43 @@ NONFINITE_FILL = "#fca5a5"
 NONFINITE_LABEL = "non-finite data or grad"
 
 CONTEXT_FILL = "#f3f4f6"
+PARAM_EDGE = "#b8bec8"  # an edge from parameters: lighter than the data's path
 NEIGHBOUR_FILL = "#ffffff"
 NEIGHBOUR_BORDER = "#9ca3af"
 FOCUS_BORDER = "#dc2626"
 FONT = "Helvetica"
+
+# The advance widths of Helvetica (and of Arial, Arimo and Liberation Sans, which share its
+# metrics), in thousandths of the font size: the standard Adobe metrics for printable ASCII,
+# then the few other characters a label can hold. A layout program sizes each box from its
+# own estimate of the text; graphviz-pure knows these ASCII widths exactly but counts every
+# byte of a non-ASCII character as a space (and warns), so a label holding one gets its
+# width from ``label_width`` instead. The drawings' own words are ASCII for that reason.
+_ASCII_WIDTHS = (
+    "278 278 355 556 556 889 667 191 333 333 389 584 278 333 278 278 556 556 556 556 556 556 556 556 556 556 "
+    "278 278 584 584 584 556 1015 667 667 722 722 667 611 778 722 278 500 667 556 833 722 778 667 778 722 667 "
+    "611 722 667 944 667 667 611 278 278 278 469 556 333 556 556 500 556 556 278 556 556 222 222 500 222 833 556 "
+    "556 556 556 333 500 278 556 500 722 500 500 500 334 260 334 584"
+)
+CHAR_WIDTH: dict[str, int] = {chr(32 + k): int(w) for k, w in enumerate(_ASCII_WIDTHS.split())}
+CHAR_WIDTH.update({"·": 278, "…": 1000, "×": 584, "μ": 576, "θ": 556, "−": 584, "±": 584, "é": 556})
+WIDE = 1000  # any other character: as wide as an em, which no Latin, Greek or Cyrillic letter exceeds
+NODE_MARGIN = 0.11  # inches each side of a label, Graphviz's default for a box
+
+
+def text_width(text: str, fontsize: float) -> float:
+    """The width in points of the widest line of ``text`` set in Helvetica at ``fontsize``."""
+    lines = text.split("\n")
+    return max(sum(CHAR_WIDTH.get(c, WIDE) for c in line) for line in lines) * fontsize / 1000
+
+
+def label_width(text: str, fontsize: float) -> str | None:
+    """A box's ``width`` (inches, for DOT) that fits ``text`` with Graphviz's margins, or None
+    when the text is ASCII, which every layout program measures right by itself."""
+    if text.isascii():
+        return None
+    inches = text_width(text, fontsize) / 72 + 2 * NODE_MARGIN
+    return f"{math.ceil(inches * 100) / 100:.2f}"
 
 
 def family(op_name: str) -> str:
