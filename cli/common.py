@@ -89,7 +89,7 @@ def load_model(checkpoint: Path | None, data: Path | None = None, *, finite: boo
     if checkpoint is None and DEFAULT_CHECKPOINT.is_file():
         checkpoint = DEFAULT_CHECKPOINT
     if checkpoint is not None:
-        ckpt = ckpt_io.load(checkpoint)
+        ckpt = ckpt_io.load(checkpoint, parse_without_moments)  # a view or a sample uses the weights alone
         description = f"checkpoint {checkpoint} (step {ckpt.state.step} of {ckpt.steps})"
         loaded = LoadedModel(ckpt.model, ckpt.tokenizer, ckpt.rng, description, ckpt)
     else:
@@ -109,6 +109,74 @@ def load_model(checkpoint: Path | None, data: Path | None = None, *, finite: boo
                 fail(f"{what}, so it cannot be sampled: look at them with `{look}`, or sample another checkpoint")
             warn(f"{what}: the views show them; sample and train --resume refuse this checkpoint")
     return loaded
+
+
+# -- reading a checkpoint without its Adam moments --------------------------------------------
+# The moments (optimizer.m and optimizer.v) are two thirds of a checkpoint and only a resumed
+# run uses them. The views and sampling read the file with ``parse_without_moments``: the json
+# module's own scanner reads every other value, and the moments are stepped over, after
+# counts that show they hold names and numbers alone. The Checkpoint then has no moments
+# (``state.m`` empty) and every other part is checked as always. Any text not laid out as mgx
+# writes it (compact, plain-number moments) is parsed whole, so a damaged file fails with
+# the same one-line error as ever.
+
+
+def parse_without_moments(text: str) -> object:
+    """``json.loads(text)``, without optimizer.m and optimizer.v where the text allows."""
+    import json
+
+    try:
+        raw, end = _members(text, 0, {"optimizer": {"m": None, "v": None}}, json.JSONDecoder().scan_once)
+        if end == len(text):
+            return raw
+    except (ValueError, IndexError, StopIteration, RecursionError):
+        pass
+    return json.loads(text)
+
+
+def _members(text: str, i: int, special: dict, scan) -> tuple[dict, int]:
+    """The object at ``text[i]`` and where it ends. The values of the keys in ``special`` are
+    objects read the same way (a dict: its own special keys) or stepped over (None); the
+    others are read by ``scan`` (the json module's)."""
+    from json.decoder import scanstring
+
+    if text[i] != "{":
+        raise ValueError("not an object")
+    out, i = {}, i + 1
+    if text[i] == "}":
+        return out, i + 1
+    while True:
+        if text[i] != '"':
+            raise ValueError("not a key")
+        key, i = scanstring(text, i + 1)
+        if text[i] != ":":
+            raise ValueError("no colon")
+        if key not in special:
+            out[key], i = scan(text, i + 1)
+        elif special[key] is None:
+            out.pop(key, None)  # a repeated key: the last one wins, as with json.loads
+            i = _end_of_matrices(text, i + 1)
+        else:
+            out[key], i = _members(text, i + 1, special[key], scan)
+        if text[i] == "}":
+            return out, i + 1
+        if text[i] != ",":
+            raise ValueError("no comma")
+        i += 1
+
+
+def _end_of_matrices(text: str, i: int) -> int:
+    """Where ``{"wte":[[0.1,...],...],...}`` at ``text[i]`` ends: its only strings are the
+    names, which hold no brace, so at the first "}"; the counts check that every string is a
+    name (a key before a colon) and the brackets pair up, else the walk gives up."""
+    end = text.index("}", i) + 1
+
+    def count(char: str) -> int:
+        return text.count(char, i, end)
+
+    if text[i] != "{" or count("\\") or count('"') != 2 * count(":") or count("[") != count("]"):
+        raise ValueError("not plain matrices")
+    return end
 
 
 @dataclass(frozen=True)
@@ -158,4 +226,4 @@ def build_token_graph(choice: TokenChoice, *, backward: bool = True) -> BuiltGra
         word=choice.word, pos=choice.pos, token=choice.token, target=choice.target,
     )  # fmt: skip
     graph = token_graph(model, spec, granularity=choice.granularity, backward=backward)
-    return BuiltGraph(loaded, spec, graph, Trace(graph.root))
+    return BuiltGraph(loaded, spec, graph, Trace(graph.root, graph.order))

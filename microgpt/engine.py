@@ -330,11 +330,12 @@ class Value:
         return self * other
 
     # -- backpropagation ----------------------------------------------------------------
-    def backward(self) -> None:
+    def backward(self, order: Sequence[Value] | None = None) -> None:
         """Set this node's grad to 1 and fill in ∂self/∂v for every v it depends on. As in
         PyTorch, leaves (parameters, inputs) accumulate: a training loop zeroes them between
-        steps (``GPT.zero_grad``); every other node's grad is recomputed from 0 by each call."""
-        order = topological_order(self)
+        steps (``GPT.zero_grad``); every other node's grad is recomputed from 0 by each call.
+        ``order`` is ``topological_order(self)`` when the caller has it (the views sort once)."""
+        order = topological_order(self) if order is None else order
         for node in order:
             if node._children:
                 node.grad = 0

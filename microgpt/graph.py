@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from microgpt.data import Tokenizer
-from microgpt.engine import Value, gc_paused
+from microgpt.engine import Value, gc_paused, topological_order
 from microgpt.errors import MicrogptError
 from microgpt.model import GPT, KVCache
 
@@ -77,6 +77,7 @@ class TokenGraph:
     spec: TokenSpec
     granularity: str
     backward_done: bool
+    order: list[Value] | None = None  # topological_order(root), sorted once for backward and the views
 
 
 def token_graph(
@@ -95,9 +96,10 @@ def token_graph(
         logits = model.forward(spec.token, spec.pos, cache, granularity)
         probs = model.probabilities(logits, spec.pos, granularity)
         root = model.position_loss(probs, spec.target, spec.pos)
+        order = topological_order(root)
         if backward:
-            root.backward()
-    return TokenGraph(root, logits, probs, spec, granularity, backward)
+            root.backward(order)
+    return TokenGraph(root, logits, probs, spec, granularity, backward, order)
 
 
 def word_graph(

@@ -96,7 +96,7 @@ class GPT:
                     raise MicrogptError(f"weight {name} is not {n_rows}×{n_cols}")
                 tags = matrix_tags(name, n_rows, n_cols)
                 self.weights[name] = [
-                    [Value(x, op=PARAM, tag=tag) for x, tag in zip(row, row_tags)] for row, row_tags in zip(rows, tags)
+                    [Value(x, (), (), PARAM, tag) for x, tag in zip(row, row_tags)] for row, row_tags in zip(rows, tags)
                 ]
         self.params: list[Value] = [p for matrix in self.weights.values() for row in matrix for p in row]
 

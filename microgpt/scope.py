@@ -38,6 +38,9 @@ _enabled = True
 # thousands of tags of each training step cost a dictionary lookup, not an f-string.
 _tags: dict[tuple[str, str, int | None], str] = {}
 _element_tags: dict[tuple[str, int | None, int], tuple[str, ...]] = {}
+# The group of every tag made here (the tag without its index: wq[3,5] -> wq), noted when the
+# tag is made, so that a view of a model's 200,000 weights never cuts their tags apart.
+tag_groups: dict[str, str] = {}
 
 
 def _compose(path: str, index: str = "") -> str:
@@ -46,6 +49,7 @@ def _compose(path: str, index: str = "") -> str:
     if tag is None:
         position = "" if _pos is None else f"@pos{_pos}"
         tag = _tags[key] = sys.intern(f"{path}{index}{position}")
+        tag_groups[tag] = _compose(path) if index else tag
     return tag
 
 
@@ -128,8 +132,12 @@ def matrix_tags(name: str, rows: int, cols: int) -> list[list[str | None]]:
         return [[None] * cols for _ in range(rows)]
     path = f"{_path}.{name}" if _path else name
     position = "" if _pos is None else f"@pos{_pos}"
-    intern = sys.intern
-    return [[intern(f"{path}[{i},{j}]{position}") for j in range(cols)] for i in range(rows)]
+    ends = [f"{j}]{position}" for j in range(cols)]  # a row's tags are its prefix + these
+    tags = [list(map(f"{path}[{i},".__add__, ends)) for i in range(rows)]
+    group = path + position
+    for row in tags:
+        tag_groups.update(dict.fromkeys(row, group))
+    return tags
 
 
 def set_tagging(enabled: bool) -> bool:

@@ -36,8 +36,9 @@ import functools
 import itertools
 import math
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 from microgpt.engine import Value
 from microgpt.errors import MicrogptError
@@ -159,7 +160,9 @@ def _base_keys(
     if level == "scalar":
         ids = trace.ids
         node_info = [info if info[1] == "context" else (ids[i], "scalar", info[2]) for i, info in enumerate(node_info)]
-    keys = [info[0] for info in node_info]
+    keys = list(map(itemgetter(0), node_info))
+    if level != "scalar" and not split_params:  # every node of a group in one display node
+        return keys, _displays_by_group(trace, per_group)
     displays: dict[str, DisplayNode] = {}
     for i, (key, kind, clusters) in enumerate(node_info):
         display = displays.get(key)
@@ -167,6 +170,23 @@ def _base_keys(
             display = displays[key] = DisplayNode(key, kind, clusters=clusters)
         display.members.append(i)
     return keys, displays
+
+
+def _displays_by_group(trace: Trace, per_group: list[tuple[str, str, tuple[str, ...]]]) -> dict[str, DisplayNode]:
+    """The display nodes when each holds whole tag groups: built group by group (the groups
+    come in graph order, so the display nodes do too), not node by node."""
+    displays: dict[str, DisplayNode] = {}
+    merged: set[str] = set()  # display nodes of several groups: their members are sorted at the end
+    for (key, kind, clusters), members in zip(per_group, trace.groups.values()):
+        display = displays.get(key)
+        if display is None:
+            displays[key] = DisplayNode(key, kind, members=list(members), clusters=clusters)
+        else:
+            display.members += members
+            merged.add(key)
+    for key in merged:
+        displays[key].members.sort()
+    return displays
 
 
 def key_edges(trace: Trace, keys: list[str | None]) -> Iterator[tuple[str, str, int, int]]:
@@ -245,13 +265,20 @@ def _shape(trace: Trace, outputs: list[int]) -> str:
     return f"[{len(outputs)}]"
 
 
-def _op_text(trace: Trace, outputs: list[int]) -> str:
-    ops = Counter(str(trace.nodes[i].op) for i in outputs)
-    return "/".join(sorted(ops)) if len(ops) > 1 else next(iter(ops))
+def _ops_of(trace: Trace, members: Iterable[int]) -> list:
+    """The distinct ops of some nodes: ops are shared objects, so they are told apart by
+    identity, in C, rather than node by node."""
+    used = set(map(id, map(trace.ops.__getitem__, members)))
+    return [op for op in trace.distinct_ops if id(op) in used]
 
 
-def _family_of(trace: Trace, members: list[int]) -> str:
-    families = {style.family(trace.nodes[i].op.name) for i in members}
+def _op_text(ops: list) -> str:
+    names = dict.fromkeys(map(str, ops))
+    return "/".join(sorted(names)) if len(names) > 1 else next(iter(names))
+
+
+def _family_of(ops: list) -> str:
+    families = {style.family(op.name) for op in ops}
     return families.pop() if len(families) == 1 else "mixed"
 
 
@@ -321,20 +348,22 @@ def node_facts(graph: DisplayGraph, display: DisplayNode) -> NodeFacts:
     trace, members, kind = graph.trace, display.members, display.kind
     if kind == "scalar":
         summarised = members
-        family = style.family(trace.nodes[members[0]].op.name)
     elif kind in ("tensor", "params"):
         summarised = _elements(trace, graph.base_keys, members)
-        family = _family_of(trace, summarised)
     else:  # block, context, neighbour: what leaves the node
         summarised = _outputs(trace, graph.base_keys, members)
-        family = _family_of(trace, summarised) if kind == "block" else "mixed"
+    ops = _ops_of(trace, summarised)  # once: for the op text and the fill
+    if kind == "scalar":
+        family = style.family(trace.nodes[members[0]].op.name)
+    else:
+        family = _family_of(ops) if kind in ("tensor", "params", "block") else "mixed"
     nodes = trace.nodes
     return NodeFacts(
         summarised,
         Summary.of(nodes[i].data for i in summarised),
         Summary.of(nodes[i].grad for i in summarised),
         _shape(trace, summarised),
-        _op_text(trace, summarised),
+        _op_text(ops),
         family,
         sum(1 for i in members if not is_finite_node(nodes[i])),
     )

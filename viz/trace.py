@@ -14,14 +14,14 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from functools import cached_property
-from itertools import chain
-from operator import mul
+from itertools import chain, compress, repeat
+from operator import attrgetter, is_, mul
 from typing import NamedTuple
 
-from microgpt.engine import Value, topological_order
-from microgpt.scope import TagParts, parse_tag
+from microgpt.engine import Op, Value, topological_order
+from microgpt.scope import TagParts, parse_tag, tag_groups
 
 
 class Edge(NamedTuple):
@@ -55,7 +55,7 @@ class Summary:
         xs = list(map(float, numbers))
         total = _plain_fsum(xs)
         if xs and math.isfinite(total):  # every number finite (a nan or an inf would show in the sum)
-            squares = fsum(map(mul, xs, xs))
+            squares = _plain_fsum(list(map(mul, xs, xs)))  # not finite: an overflow (hypot avoids it)
             norm = math.sqrt(squares) if math.isfinite(squares) else math.hypot(*xs)
             return cls(len(xs), min(xs), total / len(xs), max(xs), norm)
         finite = [x for x in xs if math.isfinite(x)]
@@ -112,43 +112,61 @@ def _plain_fsum(xs: list[float]) -> float:
 
 @dataclass
 class Trace:
-    """The graph under ``root``, in topological order (children before parents)."""
+    """The graph under ``root``, in topological order (children before parents).
+
+    ``order``, when given, is ``topological_order(root)`` already computed (a TokenGraph's:
+    the graph is then sorted once, for backward and the views, not twice).
+
+    A 4-layer model's graph has 200,000 nodes, nearly all of them weights, and a view shows
+    few of them: every per-node list is built on first use, and anything whose answer is the
+    same for every node of a tag group is worked out per group."""
 
     root: Value
+    order: InitVar[Sequence[Value] | None] = None
     nodes: list[Value] = field(init=False)
-    ids: list[str] = field(init=False)
     index: dict[int, int] = field(init=False, repr=False)  # id(Value) -> position in nodes
 
-    def __post_init__(self) -> None:
-        self.nodes = topological_order(self.root)
-        self.index = {id(node): i for i, node in enumerate(self.nodes)}
-        tags = self.tags
-        shared = {tag for tag, n in Counter(tags).items() if n > 1 or tag is None}
-        ids: list[str] = list(tags)  # type: ignore[arg-type]  (the untagged are renamed below)
-        seen: Counter[str | None] = Counter()
-        for i in [i for i, tag in enumerate(tags) if tag in shared]:
-            tag = tags[i]
-            ids[i] = f"{tag or 'node'}#{seen[tag]}"
-            seen[tag] += 1
-        self.ids = ids
+    def __post_init__(self, order: Sequence[Value] | None) -> None:
+        self.nodes = topological_order(self.root) if order is None else list(order)
+        self.index = dict(zip(map(id, self.nodes), range(len(self.nodes))))
 
     @classmethod
     def of(cls, source: Trace | Value | object) -> Trace:
         """A Trace of ``source``: a Trace as it is, a root Value, or anything with a ``root``
-        Value (a TokenGraph)."""
+        Value (a TokenGraph, whose sorted ``order`` is reused)."""
         if isinstance(source, Trace):
             return source
         root = source if isinstance(source, Value) else getattr(source, "root", None)
         if isinstance(root, Value):
-            return cls(root)
+            return cls(root, getattr(source, "order", None))
         raise TypeError(f"need a Trace, a Value or a TokenGraph, not {type(source).__name__}")
 
     def __len__(self) -> int:
         return len(self.nodes)
 
+    # Value's read-only properties (tag, op, children) cost a Python call each; on 200,000
+    # nodes the lists below read the slots behind them instead.
     @cached_property
     def tags(self) -> list[str | None]:
-        return [node.tag for node in self.nodes]
+        return list(map(attrgetter("_tag"), self.nodes))
+
+    @cached_property
+    def ops(self) -> list[Op]:
+        """Each node's op."""
+        return list(map(attrgetter("_op"), self.nodes))
+
+    @cached_property
+    def ids(self) -> list[str]:
+        """Each node's stable id (the module's docstring): its tag, or ``tag#k`` where tags repeat."""
+        tags = self.tags
+        shared = {tag for tag, n in Counter(tags).items() if n > 1 or tag is None}
+        ids: list[str] = list(tags)  # type: ignore[arg-type]  (the untagged are renamed below)
+        seen: Counter[str | None] = Counter()
+        for i in compress(range(len(tags)), map(shared.__contains__, tags)):
+            tag = tags[i]
+            ids[i] = f"{tag or 'node'}#{seen[tag]}"
+            seen[tag] += 1
+        return ids
 
     @cached_property
     def id_index(self) -> dict[str, int]:
@@ -162,11 +180,11 @@ class Trace:
     @cached_property
     def child_indices(self) -> list[tuple[int, ...]]:
         """For each node, the indices of its inputs, in input order."""
-        index = self.index
+        position = self.index.__getitem__
         none: tuple[int, ...] = ()  # most nodes of a large graph are weights: no inputs
         return [
-            tuple([index[id(child)] for child in children]) if (children := node.children) else none
-            for node in self.nodes
+            tuple(map(position, map(id, children))) if children else none
+            for children in map(attrgetter("_children"), self.nodes)
         ]
 
     @cached_property
@@ -224,22 +242,24 @@ class Trace:
         return [None if tag is None or "[" not in tag else tag[tag.find("[") + 1 : tag.find("]")] for tag in self.tags]
 
     @cached_property
+    def distinct_ops(self) -> list[Op]:
+        """The ops the graph uses, each once (ops are shared objects: told apart by identity)."""
+        return list(dict(zip(map(id, self.ops), self.ops)).values())
+
+    @cached_property
     def _group_table(self) -> tuple[list[int], list[str]]:
         """Each node's group as a number, and the group names in first-seen order."""
         tags = self.tags
-        # the tag without its element index (q[1]@pos0 -> q@pos0), as TagParts.group
-        group_of_tag = {
-            tag: "(untagged)"
-            if tag is None
-            else tag
-            if "[" not in tag
-            else tag[: tag.find("[")] + tag[tag.find("]") + 1 :]
-            for tag in dict.fromkeys(tags)
-        }
-        names = list(dict.fromkeys(group_of_tag.values()))
-        number = {name: g for g, name in enumerate(names)}
-        tag_number = {tag: number[name] for tag, name in group_of_tag.items()}
-        return list(map(tag_number.__getitem__, tags)), names
+        # The tag without its element index (q[1]@pos0 -> q@pos0), as TagParts.group: noted by
+        # microgpt.scope when it made the tag; cut from the tag where it was made elsewhere.
+        groups = list(map(tag_groups.get, tags))
+        if None in groups:
+            missing = set(compress(tags, map(is_, groups, repeat(None))))
+            cut = {tag: _group_name(tag) for tag in missing}
+            groups = [cut[tag] if group is None else group for tag, group in zip(tags, groups)]
+        names = list(dict.fromkeys(groups))
+        number = dict(zip(names, range(len(names))))
+        return list(map(number.__getitem__, groups)), names
 
     @property
     def group_numbers(self) -> list[int]:
@@ -289,6 +309,13 @@ class Trace:
         for children in self.child_indices:  # children come before their parents
             level.append(1 + max(map(get, children)) if children else 0)
         return level[-1] if level else 0
+
+
+def _group_name(tag: str | None) -> str:
+    """The group of a tag (TagParts.group), cut from the tag itself."""
+    if tag is None:
+        return "(untagged)"
+    return tag if "[" not in tag else tag[: tag.find("[")] + tag[tag.find("]") + 1 :]
 
 
 class _LazyParts(Sequence):
