@@ -73,7 +73,9 @@ def resume_collector() -> None:
     gc.enable()
 
 
-def load_model(checkpoint: Path | None, data: Path | None = None, *, finite: bool = False) -> LoadedModel:
+def load_model(
+    checkpoint: Path | None, data: Path | None = None, *, finite: bool = False, moments: bool = False
+) -> LoadedModel:
     """The checkpoint given; else model.json here; else a fresh model. Says which on stderr.
 
     A checkpoint with non-finite weights loads with a one-line warning naming the first
@@ -89,7 +91,8 @@ def load_model(checkpoint: Path | None, data: Path | None = None, *, finite: boo
     if checkpoint is None and DEFAULT_CHECKPOINT.is_file():
         checkpoint = DEFAULT_CHECKPOINT
     if checkpoint is not None:
-        ckpt = ckpt_io.load(checkpoint, parse_without_moments)  # a view or a sample uses the weights alone
+        # a view or a sample uses the weights alone; --adam and diff need Adam's moments too
+        ckpt = ckpt_io.load(checkpoint) if moments else ckpt_io.load(checkpoint, parse_without_moments)
         description = f"checkpoint {checkpoint} (step {ckpt.state.step} of {ckpt.steps})"
         loaded = LoadedModel(ckpt.model, ckpt.tokenizer, ckpt.rng, description, ckpt)
     else:
@@ -213,13 +216,13 @@ class BuiltGraph:
     trace: object  # viz.trace.Trace
 
 
-def build_token_graph(choice: TokenChoice, *, backward: bool = True) -> BuiltGraph:
+def build_token_graph(choice: TokenChoice, *, backward: bool = True, moments: bool = False) -> BuiltGraph:
     """Load the model, resolve the token with the defaults of microgpt.graph, build its graph."""
     from microgpt.graph import resolve_token, token_graph
     from viz.trace import Trace
 
     choice.check()
-    loaded = load_model(choice.checkpoint, choice.data)
+    loaded = load_model(choice.checkpoint, choice.data, moments=moments)
     model = loaded.model
     spec = resolve_token(
         loaded.tokenizer, model.config.block_size,

@@ -25,6 +25,7 @@ def run_inspect(
     no_color: bool,
     width: int | None,
     choice: TokenChoice,
+    adam: bool = False,
 ) -> None:
     if sort not in SORT_CHOICES:
         fail(f"--sort {sort!r} is not a sort: use one of {', '.join(SORT_CHOICES)}")
@@ -51,10 +52,19 @@ def run_inspect(
 
     from viz.pattern import select_or_explain
 
-    built = build_token_graph(choice)
+    built = build_token_graph(choice, moments=adam)
     loaded, spec, graph, trace = built.loaded, built.spec, built.graph, built.trace
     tokenizer = loaded.tokenizer
     selection = select_or_explain(trace, pattern, op)
+    states = None
+    if adam:
+        from viz.optimizer import adam_states
+
+        if loaded.checkpoint is None:
+            fail("--adam needs a trained checkpoint (a fresh model has no Adam state): pass --checkpoint FILE")
+        states = adam_states(trace, selection, loaded.checkpoint)
+        if not states:
+            fail(f"--adam: pattern {pattern!r} selects no parameter; Adam keeps state for weights (e.g. attn.wq)")
 
     name = tokenizer.token_name
     context = " ".join(name(t) for t in spec.context)
@@ -71,7 +81,7 @@ def run_inspect(
 
         from viz.tree import to_json
 
-        document = to_json(trace, selection, title=title, depth=depth, why=why)
+        document = to_json(trace, selection, title=title, depth=depth, why=why, adam=states)
         sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
         return
 
@@ -88,6 +98,7 @@ def run_inspect(
         depth=depth,
         why=why,
         color=not no_color,
+        adam=states,
     )
     out = console
     if no_color or width is not None:

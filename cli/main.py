@@ -239,6 +239,9 @@ def inspect(
     why: Annotated[
         bool, typer.Option("--why", help="Split each node's grad into its consumers' contributions.")
     ] = False,
+    adam: Annotated[
+        bool, typer.Option("--adam", help="Add Adam's moments, bias-corrected, and the last update to each weight.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of the tree.")] = False,
     no_color: Annotated[bool, typer.Option("--no-color", help="Plain text, no colours.")] = False,
     width: Annotated[int | None, typer.Option(help="Columns to render in (default: the terminal's).")] = None,
@@ -264,6 +267,7 @@ def inspect(
         no_color=no_color,
         width=width,
         choice=TokenChoice(checkpoint, data, word, pos, token, target, granularity),
+        adam=adam,
     )
 
 

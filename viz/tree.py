@@ -308,6 +308,7 @@ class TreeOptions:
     depth: int = 0  # expand each shown node's inputs this many levels
     why: bool = False
     color: bool = True
+    adam: dict[int, Any] | None = None  # node -> viz.optimizer.AdamState (--adam)
 
 
 class _Painter:
@@ -406,6 +407,7 @@ def build_tree(
     depth: int | None = None,
     why: bool = False,
     color: bool = True,
+    adam: dict[int, Any] | None = None,
 ) -> Tree:
     """The selected nodes as a rich Tree. ``depth`` defaults to 1 when one node is selected
     (what it was computed from), else 0."""
@@ -413,7 +415,7 @@ def build_tree(
         raise ValueError(f"unknown sort {sort!r}: use one of {', '.join(SORTS)}")
     if depth is None:
         depth = 1 if len(selection) == 1 else 0
-    options = TreeOptions(limit, sort, depth, why, color)
+    options = TreeOptions(limit, sort, depth, why, color, adam)
     paint = _Painter(trace, selection, options)
     outputs = tensor_outputs(trace, selection)
     root_group = group_selection(trace, selection, title)
@@ -427,17 +429,38 @@ def _add_group_children(tree: Tree, group: Group, trace: Trace, outputs: set[int
     subgroups, hidden_groups = _limited(order_groups(trace, group.subgroups, options.sort), options.limit)
     for sub in subgroups:
         branch = tree.add(paint.group_line(sub, summarise(trace, sub.nodes, outputs)))
+        if options.adam and any(i in options.adam for i in sub.nodes):
+            branch.add(paint.note(_adam_group_text([options.adam[i] for i in sub.nodes if i in options.adam])))
         _add_group_children(branch, sub, trace, outputs, paint)
     if hidden_groups:
         tree.add(paint.note(f"… {counted(hidden_groups, 'more group')} hidden (--limit to show)"))
     members, hidden = _limited(order_nodes(trace, group.members, options.sort), options.limit)
     for i in members:
         leaf = tree.add(paint.node_line(i))
+        if options.adam and i in options.adam:
+            leaf.add(paint.note(_adam_text(options.adam[i])))
         _add_inputs(leaf, i, trace, paint, options.depth)
         if options.why:
             _add_why(leaf, i, trace, paint)
     if hidden:
         tree.add(paint.note(_hidden(hidden)))
+
+
+def _adam_text(state) -> str:
+    return (
+        f"Adam  m {fmt(state.m)}  v {fmt(state.v)}  m̂ {fmt(state.m_hat)}  v̂ {fmt(state.v_hat)}"
+        f"  last update {fmt(state.update)}"
+    )
+
+
+def _adam_group_text(states: list) -> str:
+    updates = Summary.of(s.update for s in states)
+    m_hat = Summary.of(s.m_hat for s in states)
+    v_hat = Summary.of(s.v_hat for s in states)
+    return (
+        f"Adam over {counted(len(states), 'parameter')}  last update norm {updates.norm:.3g}, "
+        f"min/max {fmt(updates.min)}/{fmt(updates.max)}  m̂ norm {m_hat.norm:.3g}  v̂ mean {fmt(v_hat.mean)}"
+    )
 
 
 def _add_inputs(tree: Tree, i: int, trace: Trace, paint: _Painter, depth: int) -> None:
@@ -632,6 +655,7 @@ def to_json(
     title: str = "",
     depth: int | None = None,
     why: bool = False,
+    adam: dict[int, Any] | None = None,
 ) -> dict[str, Any]:
     """The same view as plain dicts, every selected node (no limit), in graph order:
     ``{"title", "nodes": [{id, tag, op, data, grad, group, [inputs], [why]}], "groups": ...}``."""
@@ -646,6 +670,8 @@ def to_json(
             entry["inputs"] = _inputs_json(trace, i, depth, expanded)
         if why:
             entry["why"] = _why_json(trace, i)
+        if adam is not None and i in adam:
+            entry["adam"] = adam[i].to_json()
         nodes.append(entry)
     root = group_selection(trace, selection, title)
     return {
