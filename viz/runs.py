@@ -310,10 +310,9 @@ class Recorder:
             self.db.executemany("INSERT OR REPLACE INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?)", snapshots)
             for name in dict.fromkeys(name for name, _, _ in pending if name not in self._series_ids):
                 self._series_ids[name] = self._series_id(name)
-            self.db.executemany(
-                "INSERT OR REPLACE INTO points VALUES (?, ?, ?)",
-                [(self._series_ids[name], step, _stored(value)) for name, step, value in pending],
-            )
+            rows = sorted((self._series_ids[name], step, _stored(value)) for name, step, value in pending)
+            # in key order, each series' points append to the end of its part of the index
+            self.db.executemany("INSERT OR REPLACE INTO points VALUES (?, ?, ?)", rows)
             self.db.execute("UPDATE runs SET updated = ? WHERE id = ?", (time.time(), self.run_id))
 
     def _series_id(self, name: str) -> int:
