@@ -108,8 +108,9 @@ def train(
         int, typer.Option(help="Record every weight, grad and Adam moment every N steps, and at the end.")
     ] = 50,
 ) -> None:
-    """Train the GPT on names with Adam; writes a resumable checkpoint (Ctrl-C keeps one too)
-    and records every step in the runs database (mgx runs, mgx plot).
+    """Train the GPT on names with Adam: a resumable checkpoint, every step recorded in runs.sqlite.
+
+    Ctrl-C keeps a checkpoint too; mgx runs and mgx plot read what was recorded.
 
     A checkpoint of another run at --out is kept beside it (model.json -> model.1.json)."""
     from cli.train_cmd import Recording, RunOptions, run_training

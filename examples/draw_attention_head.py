@@ -29,7 +29,7 @@ dot = to_dot(
     focus="attn.h0",
     hops=1,
     edge_grads=True,
-    title=describe(graph, run.tokenizer, "a fresh model (seed 42)") + " · head 0",
+    title=describe(graph, run.tokenizer, "a fresh model (seed 42)") + " | head 0",
     rankdir="TB",
 )
 program = find_layout_program(None)
