@@ -73,6 +73,12 @@ def resume_collector() -> None:
     gc.enable()
 
 
+def data_for_vocabulary(checkpoint: Path | None, data: Path | None) -> Path | None:
+    """``data`` where load_model makes a fresh model from it, else None: for the commands
+    that also read --data's documents (health, patch --mean), so no note says it is unused."""
+    return data if checkpoint is None and not DEFAULT_CHECKPOINT.is_file() else None
+
+
 def load_model(
     checkpoint: Path | None, data: Path | None = None, *, finite: bool = False, moments: bool = False
 ) -> LoadedModel:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rich.text import Text
 
-from cli.common import load_model
+from cli.common import data_for_vocabulary, load_model
 from cli.output import console, fail, info, plural
 
 
@@ -40,7 +40,7 @@ def run_health(*, checkpoint: Path | None, data: Path | None, docs: int, runs_pa
 
     if docs < 1:
         fail(f"--docs must be 1 or more, got {docs}")
-    loaded = load_model(checkpoint, data)
+    loaded = load_model(checkpoint, data_for_vocabulary(checkpoint, data))
     all_docs, source = documents_of(loaded, data)
     tokenizer = loaded.tokenizer
     unknown = sorted({ch for doc in all_docs[:docs] for ch in doc} - set(tokenizer.chars))

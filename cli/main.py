@@ -502,6 +502,7 @@ def patch(
     granularity: GranularityOption = "fused",
 ) -> None:
     """Replay the graph of one token with edits (set, scale, mean- or activation-patch) and show what changed."""
+    from cli.common import data_for_vocabulary
     from cli.patch_cmd import run_patch
     from viz.patch import Edit
 
@@ -510,7 +511,7 @@ def patch(
     edits += [Edit("mean", pattern) for pattern in mean or []]
     edits += [Edit.activation(text) for text in from_ or []]
     run_patch(
-        choice=TokenChoice(checkpoint, data, word, pos, token, target, granularity),
+        choice=TokenChoice(checkpoint, data_for_vocabulary(checkpoint, data), word, pos, token, target, granularity),
         edits=edits,
         docs=docs,
         backward=backward,

@@ -25,6 +25,7 @@ def test_a_trained_tiny_model_is_reported_with_its_run(workdir) -> None:
     assert kinds <= {"update_ratio", "initial_loss", "dead_units"}
     text = mgx("health", "--checkpoint", "model.json", "--data", "tiny.txt", "--docs", "7")
     assert text.exit_code == 0 and "layer0.attn.h1" in text.stdout
+    assert "is not used" not in text.stderr and "7 documents of tiny.txt" in text.stderr  # --data chose them
 
 
 def test_planted_dead_units_and_a_collapsed_head_are_named(workdir) -> None:
