@@ -38,7 +38,7 @@ class Built:
     loaded: object = None  # cli.common.LoadedModel: the model the graph was built from
 
 
-def build(choice: TokenChoice) -> Built:
+def build(choice: TokenChoice, *, moments: bool = False) -> Built:
     """The graph asked for: one token's (default), or a whole word's with --word and no --pos."""
     from cli.common import build_token_graph, load_model
     from microgpt.graph import word_graph
@@ -47,7 +47,7 @@ def build(choice: TokenChoice) -> Built:
 
     choice.check()
     if choice.word is not None and choice.pos is None and choice.token is None and choice.target is None:
-        loaded = load_model(choice.checkpoint, choice.data)
+        loaded = load_model(choice.checkpoint, choice.data, moments=moments)
         model = loaded.model
         tokens = loaded.tokenizer.document_tokens(choice.word)
         root = word_graph(model, tokens, granularity=choice.granularity)
@@ -57,7 +57,7 @@ def build(choice: TokenChoice) -> Built:
             f" | loss {root.data:.4f} | {choice.granularity}"
         )
         return Built(Trace(root), title, None, len(model.params), loaded)
-    built = build_token_graph(choice)
+    built = build_token_graph(choice, moments=moments)
     loaded = built.loaded
     title = describe(built.graph, loaded.tokenizer, loaded.description)
     return Built(built.trace, title, built.spec.pos, len(loaded.model.params), loaded)

@@ -54,7 +54,7 @@ def build_page(choice: TokenChoice, level: str, focus: str | None, layout_progra
         fail(str(e))
     if program is None:
         fail("no layout program found to lay out the page: pip install graphviz-pure (or apt-get install graphviz)")
-    built = build(choice)
+    built = build(choice, moments=True)
     tokenizer = built.loaded.tokenizer
     if built.pos is None:  # a whole word: its input at every position
         tokens = tokenizer.document_tokens(choice.word)[: built.loaded.model.config.block_size]
@@ -74,7 +74,19 @@ def build_page(choice: TokenChoice, level: str, focus: str | None, layout_progra
             pos=built.pos,
             layout_program=program,
             labels=labels,
+            adam=_adam(built),
         )
+
+
+def _adam(built) -> dict | None:
+    """Each weight's Adam state, when the model is a checkpoint that has trained (the panel shows it)."""
+    from viz.optimizer import adam_states
+
+    ckpt = built.loaded.checkpoint
+    if ckpt is None or ckpt.state.step == 0 or not ckpt.state.m:
+        return None
+    params = [i for i, node in enumerate(built.trace.nodes) if not node.children and node.op.name == "param"]
+    return adam_states(built.trace, params, ckpt)
 
 
 def write_html(out: Path, choice: TokenChoice, level: str, focus: str | None, layout_program: str | None) -> None:

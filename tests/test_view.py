@@ -501,3 +501,24 @@ def test_html_says_which_drawing_options_it_does_not_use(tmp_path):
     assert "--rankdir is for the static drawings" in result.stderr
     assert "--hops is for the static drawings" in result.stderr
     assert "--edge-grads" not in result.stderr
+
+
+def test_the_panel_shows_a_weights_adam_state_as_inspect_adam_does(browser, workdir):
+    from tests.test_runs import train_tiny
+
+    train_tiny("--steps", "3", "--no-record")
+    result = runner.invoke(app, ["graph", "--checkpoint", "model.json", "-o", "adam.html"])
+    assert result.exit_code == 0, result.output
+    inspect = runner.invoke(app, ["inspect", "lm_head[2,3]", "--adam", "--json", "--checkpoint", "model.json"])
+    (node,) = json.loads(inspect.stdout)["nodes"]
+    p = Page(browser, workdir / "adam.html")
+    try:
+        p.js("window.mgx.showNode('lm_head[2,3]')")
+        shown = p.text("#panel-adam")
+        assert "last update" in shown and "m̂" in shown
+        assert p.js("(k) => window.mgx.adam(k)", "lm_head[2,3]") == node["adam"]
+        p.js("window.mgx.showNode('embed[0]@pos0')")  # not a weight: no Adam table
+        assert p.tab.locator("#panel-adam").count() == 0
+        assert p.errors == []
+    finally:
+        p.tab.close()

@@ -376,13 +376,15 @@ def page_data(
     pos: int | None = None,
     layout_program: str | None = None,
     labels: list[str] | None = None,
+    adam: dict[int, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything the page shows, as strict-JSON-ready plain data.
 
     ``source`` is a TokenGraph built *without* its backward pass (``backward=False``), or a
     Trace of one: the ``Stepper`` records the grads backward starts from, then runs it, so the
     Values end up with ``backward()``'s grads, which the summaries and provenance read.
-    ``labels`` names each position (its input character) on the attention heatmaps."""
+    ``labels`` names each position (its input character) on the attention heatmaps; ``adam``
+    (node -> viz.optimizer.AdamState) adds each weight's Adam state to its panel."""
     from viz.attention import attention_weights
     from viz.check import backward_origin
     from viz.pattern import select_or_explain
@@ -557,6 +559,7 @@ def page_data(
         "tensor_groups": list(trace.groups),
         "origin": None if origin is None else origin.parent,
         "provenance": params_prov,
+        "adam": {str(i): state.to_json() for i, state in sorted((adam or {}).items())},
         "groups": group_out,
         "view_of": view_of,
         "views": {str(v["group"]): v for v in views},

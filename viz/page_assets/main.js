@@ -277,6 +277,7 @@ window.mgx = {
   openView: (v) => openView(v),
   openGroup: (key) => { const v = VIEW.g.groups.findIndex((gr) => gr.key === key); openView(v); },
   showNode: (id) => showNodeInView(VIEW.g.idIndex.get(id)),
+  adam: (id) => VIEW.g.raw.adam[String(VIEW.g.idIndex.get(id))] || null,
 };
 
 start();

@@ -28,6 +28,15 @@ function showNode(i) {
   parts.push(row([["grad now"], [`<span id="panel-grad">${fmtg(VIEW.grads[i], 6)}</span>`]]));
   parts.push(row([["grad (backward)"], [fmtg(g.finalGrad[i], 6)]]));
   parts.push("</table>");
+  const adam = g.raw.adam[String(i)];
+  if (adam) {
+    // As mgx inspect --adam: the checkpoint's moments, bias-corrected, and the last step's update.
+    parts.push(`<h3>Adam, after the checkpoint's last step</h3><table id="panel-adam">`);
+    for (const [name, key] of [["m", "m"], ["v", "v"], ["m̂", "m_hat"], ["v̂", "v_hat"], ["last update", "update"]]) {
+      parts.push(row([[name], [fmtg(num(adam[key]), 6), "num"]]));
+    }
+    parts.push("</table>");
+  }
   const s = g.starts[i], e = g.starts[i + 1];
   if (e > s) {
     parts.push(`<h3>inputs (${e - s}): local ∂ × upstream = contribution</h3><table id="panel-inputs">`);
