@@ -118,7 +118,9 @@ def _columns(trace) -> tuple[list[str], list[float], list[float]]:
     return list(trace.ids), [n.data for n in trace.nodes], [n.grad for n in trace.nodes]
 
 
-def run_diff_graph(*, choice, b: dict, patch_b: str | None, tolerance: float, top: int, as_json: bool) -> None:
+def run_diff_graph(
+    *, choice, b: dict, patch_b: str | None, tolerance: float, top: int, as_json: bool, out: Path | None = None
+) -> None:
     from dataclasses import replace
 
     from cli.common import build_token_graph
@@ -132,6 +134,15 @@ def run_diff_graph(*, choice, b: dict, patch_b: str | None, tolerance: float, to
     if patch_b is None and not given_b:
         fail("side B is side A: give --checkpoint-b, --word-b, --pos-b, --token-b, --target-b or --patch-b")
     edit = None if patch_b is None else _edit_of(patch_b)
+    if out is not None:
+        from cli.output import check_writable
+
+        if out.suffix.lower() != ".html":
+            fail(
+                f"cannot write {out}: mgx diff graph -o writes the viewer coloured by the difference; "
+                "give a name ending in .html, e.g. diff.html"
+            )
+        check_writable(out, "-o", "diff.html")
     built_a = build_token_graph(choice)
     trace_a = built_a.trace
     ids_a, data_a, grad_a = _columns(trace_a)
@@ -150,8 +161,13 @@ def run_diff_graph(*, choice, b: dict, patch_b: str | None, tolerance: float, to
     diff = diff_graphs(label_a, label_b, ids_a, ids_b, groups_a, data_a, data_b, grad_a, grad_b, tolerance)
     if as_json:
         console.print_json(json.dumps(diff.to_json(), allow_nan=False))
-        return
-    _print_graph_diff(diff, top)
+    else:
+        _print_graph_diff(diff, top)
+    if out is not None:
+        from cli.view_cmd import write_html
+        from viz.page import Comparison
+
+        write_html(out, choice, "block", None, None, Comparison.of(label_b, ids_a, ids_b, data_b, grad_b))
 
 
 def _within(group: str, node: str) -> str:

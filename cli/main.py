@@ -493,6 +493,9 @@ def patch(
     backward: Annotated[bool, typer.Option("--backward", help="Also show the grads after the edit.")] = False,
     top: Annotated[int, typer.Option(help="Next tokens and changed nodes shown.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of text.")] = False,
+    out: Annotated[
+        Path | None, typer.Option("-o", "--out", help="Also write the viewer coloured by what changed (.html).")
+    ] = None,
     checkpoint: CheckpointOption = None,
     data: DataOption = None,
     word: WordOption = None,
@@ -518,6 +521,7 @@ def patch(
         top=top,
         as_json=as_json,
         data_for_mean=data,
+        out=out,
     )
 
 
@@ -566,6 +570,9 @@ def diff_graph(
     tolerance: Annotated[float, typer.Option(help="Relative difference below which two values count as equal.")] = 0.0,
     top: Annotated[int, typer.Option(help="Tensors listed, largest difference first.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of the table.")] = False,
+    out: Annotated[
+        Path | None, typer.Option("-o", "--out", help="Also write the viewer coloured by the difference (.html).")
+    ] = None,
 ) -> None:
     """Two token graphs node by node (matched by id): two checkpoints, two tokens or words, or a patched replay."""
     from cli.diff_cmd import run_diff_graph
@@ -578,6 +585,7 @@ def diff_graph(
         tolerance=tolerance,
         top=top,
         as_json=as_json,
+        out=out,
     )
 
 

@@ -56,12 +56,29 @@ def _mean_values(built, docs: list[str], trace_ids: list[str], nodes: list[int])
 
 
 def run_patch(
-    *, choice: TokenChoice, edits: list[Edit], docs: int, backward: bool, top: int, as_json: bool, data_for_mean
+    *,
+    choice: TokenChoice,
+    edits: list[Edit],
+    docs: int,
+    backward: bool,
+    top: int,
+    as_json: bool,
+    data_for_mean,
+    out=None,
 ) -> None:
     if not edits:
         fail("no edit given: add --set PATTERN=VALUE, --scale PATTERN=FACTOR, --mean PATTERN or --from WORD PATTERN")
     if docs < 1:
         fail(f"--docs must be 1 or more, got {docs}")
+    if out is not None:
+        from cli.output import check_writable
+
+        if out.suffix.lower() != ".html":
+            fail(
+                f"cannot write {out}: mgx patch -o writes the viewer coloured by what the edits changed; "
+                "give a name ending in .html, e.g. patch.html"
+            )
+        check_writable(out, "-o", "patch.html")
     built = build_token_graph(choice)
     trace = built.trace
     notes: list[str] = []
@@ -82,13 +99,20 @@ def run_patch(
         notes.append(f"{edit}: the mean over {plural(used, 'document')} of {source} at position {built.spec.pos}")
         return values
 
-    result = apply_edits(trace, edits, values_of, backward=backward)
+    result = apply_edits(trace, edits, values_of, backward=backward or out is not None)
     report = _report(built, result, top)
     report["notes"] = notes + report["notes"]
     if as_json:
         console.print_json(json.dumps(report, allow_nan=False))
-        return
-    _print(report)
+    else:
+        _print(report)
+    if out is not None:
+        from cli.view_cmd import write_html
+        from viz.page import Comparison
+
+        label = "after " + " ".join(str(e.edit) for e in result.edits)
+        compare = Comparison.of(label, trace.ids, trace.ids, result.after, result.grads_after)
+        write_html(out, choice, "block", None, None, compare)
 
 
 def _name(tokenizer, token_id: int) -> str:

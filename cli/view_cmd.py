@@ -38,7 +38,7 @@ def unused_page_options(*, hops: int, edge_grads: bool, rankdir: str, expand_con
     ]
 
 
-def build_page(choice: TokenChoice, level: str, focus: str | None, layout_program: str | None) -> dict:
+def build_page(choice: TokenChoice, level: str, focus: str | None, layout_program: str | None, compare=None) -> dict:
     """The page's data for the graph ``mgx graph`` would draw: one token's, or with --word and
     no --pos a whole word's."""
     from cli.graph_cmd import build
@@ -75,6 +75,7 @@ def build_page(choice: TokenChoice, level: str, focus: str | None, layout_progra
             layout_program=program,
             labels=labels,
             adam=_adam(built),
+            compare=compare,
         )
 
 
@@ -89,13 +90,15 @@ def _adam(built) -> dict | None:
     return adam_states(built.trace, params, ckpt)
 
 
-def write_html(out: Path, choice: TokenChoice, level: str, focus: str | None, layout_program: str | None) -> None:
+def write_html(
+    out: Path, choice: TokenChoice, level: str, focus: str | None, layout_program: str | None, compare=None
+) -> None:
     from viz.page import write_page
     from viz.style import counted
 
     check_page_options(level)
     check_writable(out, "-o", "graph.html")
-    data = build_page(choice, level, focus, layout_program)
+    data = build_page(choice, level, focus, layout_program, compare)
     size = write_page(out, data)
     info(
         f"wrote {out}: {counted(len(data['ids']), 'node')}, {counted(len(data['views']), 'view')}, "

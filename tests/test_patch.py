@@ -81,3 +81,18 @@ def test_bad_edits_are_one_line(trained) -> None:
     assert "no edit given" in one_error(mgx("patch", "--checkpoint", "model.json"))
     assert "has no position 5" in one_error(mgx("patch", "--checkpoint", "model.json", "--pos", "5",
                                                 "--word", "isabella", "--from", "ava:attn.h0.out"))  # fmt: skip
+
+
+def test_patch_writes_the_viewer_coloured_by_what_changed(trained) -> None:
+    import re
+
+    result = mgx("patch", "--checkpoint", "model.json", "--pos", "2", "--set", "layer0.attn.h1.out=0", "-o", "p.html")
+    assert result.exit_code == 0, result.output
+    html = trained.with_name("p.html").read_text()
+    raw = json.loads(re.search(r'<script type="application/json" id="graph-data">(.*?)</script>', html, re.S)[1])
+    compare = raw["compare"]
+    assert compare["label"] == "after --set layer0.attn.h1.out=0" and compare["only_a"] == 0
+    edited = [i for i, node_id in enumerate(raw["ids"]) if node_id.startswith("layer0.attn.h1.out[")]
+    assert edited and all(compare["data"][i] == 0 for i in edited)
+    assert compare["delta_data"][raw["ids"].index("wpe[2,0]")] == 0  # a weight: upstream of every edit
+    assert "ending in .html" in one_error(mgx("patch", "--checkpoint", "model.json", "--set", "wte=0", "-o", "p.png"))

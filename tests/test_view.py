@@ -522,3 +522,54 @@ def test_the_panel_shows_a_weights_adam_state_as_inspect_adam_does(browser, work
         assert p.errors == []
     finally:
         p.tab.close()
+
+
+def test_a_diff_page_is_coloured_by_the_difference(browser, workdir):
+    from tests.test_runs import one_error, train_tiny
+
+    train_tiny("--steps", "3", "--no-record")
+    args = ["diff", "graph", "--checkpoint", "model.json", "--pos", "2", "--json"]
+    result = runner.invoke(app, [*args, "--patch-b", "set:layer0.attn.h1.out=0", "-o", "diff.html"])
+    assert result.exit_code == 0, result.output
+    first = json.loads(result.stdout)["first_difference"]
+    p = Page(browser, workdir / "diff.html")
+    try:
+        assert p.js("window.mgx.fill()") == "ddata" and p.errors == []
+        p.js("(id) => window.mgx.showNode(id)", first["node"])
+        assert p.text("#panel-ddata") == p.js("(x) => fmtg(x, 6)", -num_of(first["a"]))
+        p.js("window.mgx.openGroup('embed@pos2')")  # upstream of the edit: nothing differs, all white
+        assert set(p.js("window.mgx.itemFills()")) == {"#ffffff"}
+    finally:
+        p.tab.close()
+    result = runner.invoke(
+        app, ["diff", "graph", "--checkpoint", "model.json", "--pos", "1", "--pos-b", "2", "-o", "pos.html"]
+    )
+    assert result.exit_code == 0, result.output
+    p = Page(browser, workdir / "pos.html")
+    try:
+        p.js("window.mgx.showNode('layer0.attn.h0.q[0]@pos1')")  # position 2's graph has no position-1 query
+        assert p.text("#panel-compare").startswith("only in A")
+        assert "only in A" in p.text("#legend") and p.errors == []
+    finally:
+        p.tab.close()
+    assert "give a name ending in .html" in one_error(
+        runner.invoke(app, ["diff", "graph", "--checkpoint", "model.json", "--pos-b", "1", "-o", "d.svg"])
+    )
+
+
+def num_of(x) -> float:
+    return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}.get(x, x)
+
+
+def test_comparison_aligns_side_b_by_node_id():
+    from viz.page import Comparison
+
+    trace = fresh_trace(backward=True)
+    ids = trace.ids
+    data_b = [*(n.data + 1 for n in trace.nodes[1:]), 0.5]  # B lacks A's first node and has one more
+    grad_b = [*(n.grad for n in trace.nodes[1:]), 0.0]
+    compare = Comparison.of("B", ids, [*ids[1:], "extra"], data_b, grad_b)
+    assert compare.data[0] is None and compare.only_b == ["extra"]
+    out = compare.to_json(trace)
+    assert out["only_a"] == 1 and out["delta_data"][1] == trace.nodes[1].data + 1 - trace.nodes[1].data
+    assert out["delta_grad"][5] == 0

@@ -377,6 +377,7 @@ def page_data(
     layout_program: str | None = None,
     labels: list[str] | None = None,
     adam: dict[int, Any] | None = None,
+    compare: Comparison | None = None,
 ) -> dict[str, Any]:
     """Everything the page shows, as strict-JSON-ready plain data.
 
@@ -384,7 +385,8 @@ def page_data(
     Trace of one: the ``Stepper`` records the grads backward starts from, then runs it, so the
     Values end up with ``backward()``'s grads, which the summaries and provenance read.
     ``labels`` names each position (its input character) on the attention heatmaps; ``adam``
-    (node -> viz.optimizer.AdamState) adds each weight's Adam state to its panel."""
+    (node -> viz.optimizer.AdamState) adds each weight's Adam state to its panel; ``compare``
+    (another graph's values, matched by node id) opens the page coloured by the difference."""
     from viz.attention import attention_weights
     from viz.check import backward_origin
     from viz.pattern import select_or_explain
@@ -560,6 +562,7 @@ def page_data(
         "origin": None if origin is None else origin.parent,
         "provenance": params_prov,
         "adam": {str(i): state.to_json() for i, state in sorted((adam or {}).items())},
+        "compare": None if compare is None else compare.to_json(trace),
         "groups": group_out,
         "view_of": view_of,
         "views": {str(v["group"]): v for v in views},
@@ -574,6 +577,7 @@ def page_data(
             "family_label": style.FAMILY_LABEL,
             "block_colour": style.BLOCK_COLOUR,
             "nonfinite": style.NONFINITE_FILL,
+            "only_a": "#d1d5db",  # a diff page's nodes that side B lacks
         },
     }
 
@@ -637,6 +641,53 @@ def _item_row(item: dict[str, Any]) -> list[Any]:
     elif "edges" in item:
         row.append(item["edges"])
     return row
+
+
+@dataclass
+class Comparison:
+    """Side B of ``mgx diff graph -o diff.html``: a label, and B's data and grad for each of A's
+    nodes (None where B has no node of that id), with B's nodes that A lacks."""
+
+    label: str
+    data: list[float | None]
+    grad: list[float | None]
+    only_b: list[str]
+
+    @classmethod
+    def of(cls, label: str, ids_a: list[str], ids_b: list[str], data_b: list[float], grad_b: list[float]) -> Comparison:
+        index = {node_id: j for j, node_id in enumerate(ids_b)}
+        at = [index.get(node_id) for node_id in ids_a]
+        known = set(ids_a)
+        return cls(
+            label,
+            [None if j is None else data_b[j] for j in at],
+            [None if j is None else grad_b[j] for j in at],
+            [node_id for node_id in ids_b if node_id not in known],
+        )
+
+    def to_json(self, trace: Trace) -> dict[str, Any]:
+        """B's numbers and the differences B - A, node by node, and the fill's scales."""
+        nodes = trace.nodes
+        d_data = [None if b is None else b - nodes[i].data for i, b in enumerate(self.data)]
+        d_grad = [None if b is None else b - nodes[i].grad for i, b in enumerate(self.grad)]
+
+        def json_list(xs: list[float | None]) -> list[float | str | None]:
+            return [None if x is None else _num(x) for x in xs]
+
+        def scale(xs: list[float | None]) -> list[float]:
+            return _scale([abs(x) for x in xs if x is not None and math.isfinite(x) and x != 0])
+
+        return {
+            "label": self.label,
+            "data": json_list(self.data),
+            "grad": json_list(self.grad),
+            "delta_data": json_list(d_data),
+            "delta_grad": json_list(d_grad),
+            "data_scale": scale(d_data),
+            "grad_scale": scale(d_grad),
+            "only_a": sum(b is None for b in self.data),
+            "only_b": self.only_b,
+        }
 
 
 def _scale(magnitudes: list[float]) -> list[float]:

@@ -38,6 +38,13 @@ function loadGraph() {
     viewOf: Int32Array.from(raw.view_of),
     views: raw.views,
   };
+  // mgx diff graph -o diff.html: side B's numbers and B - A for each node (NaN where B has no
+  // node of that id: hasB says which).
+  if (raw.compare) {
+    const c = raw.compare;
+    const orNaN = (list) => floats(list.map((x) => (x === null ? "NaN" : x)));
+    g.compare = { label: c.label, bData: orNaN(c.data), bGrad: orNaN(c.grad), dData: orNaN(c.delta_data), dGrad: orNaN(c.delta_grad), hasB: Uint8Array.from(c.data, (x) => (x === null ? 0 : 1)) };
+  }
   // The edges leaving each node (its consumers), for the provenance panel.
   const outCount = new Int32Array(n + 1);
   for (let e = 0; e < g.children.length; e++) outCount[g.children[e] + 1]++;

@@ -45,10 +45,31 @@ function itemValue(item, values) {
   return [best, bad];
 }
 
+// In a diff page, the difference B - A of largest magnitude among an item's members that B
+// has too (null when it has none of them); a nan or an infinity wins.
+function itemDelta(item, deltas) {
+  const has = VIEW.g.compare.hasB;
+  let best = 0, seen = false;
+  for (const i of itemValues(item)) {
+    if (!has[i]) continue;
+    seen = true;
+    const x = deltas[i];
+    if (!Number.isFinite(x)) return x;
+    if (Math.abs(x) > Math.abs(best)) best = x;
+  }
+  return seen ? best : null;
+}
+
 function itemFill(item) {
   const g = VIEW.g;
   if (item.t === "o" || item.t === "on") return "#ffffff";
   const mode = VIEW.fill;
+  if (mode === "ddata" || mode === "dgrad") {
+    const x = itemDelta(item, mode === "ddata" ? g.compare.dData : g.compare.dGrad);
+    if (x === null) return VIEW.style.only_a;
+    if (!Number.isFinite(x)) return VIEW.style.nonfinite;
+    return divergingFill(x, mode === "ddata" ? g.raw.compare.data_scale : g.raw.compare.grad_scale);
+  }
   if (mode === "op") {
     const fam = item.t === "n" ? g.opOf(item.i).family : g.groups[item.g].family;
     return VIEW.style.family_colour[fam] || "#f3f4f6";
@@ -193,7 +214,7 @@ function refreshItem(k) {
   const lines = itemLines(d.item);
   d.texts.forEach((t, j) => { if (t.textContent !== lines[j]) t.textContent = lines[j]; });
   d.box.setAttribute("fill", itemFill(d.item));
-  const showMark = VIEW.fill !== "op" && d.item.t !== "o" && d.item.t !== "on";
+  const showMark = (VIEW.fill === "grad" || VIEW.fill === "data") && d.item.t !== "o" && d.item.t !== "on";
   if (showMark) {
     const other = VIEW.fill === "grad" ? VIEW.g.data : VIEW.grads;
     const [x, bad] = itemValue(d.item, other);

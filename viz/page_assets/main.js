@@ -231,6 +231,11 @@ function start() {
   const t0 = performance.now();
   VIEW.g = loadGraph();
   VIEW.style = VIEW.g.raw.style;
+  if (VIEW.g.compare) {  // a diff page opens coloured by the difference
+    const select = document.getElementById("fill");
+    select.insertAdjacentHTML("afterbegin", '<option value="ddata">Δdata</option><option value="dgrad">Δgrad</option>');
+    select.value = VIEW.fill = "ddata";
+  }
   document.getElementById("title").textContent = VIEW.g.raw.title;
   resetGrads();
   setupPanZoom();
@@ -278,6 +283,8 @@ window.mgx = {
   openGroup: (key) => { const v = VIEW.g.groups.findIndex((gr) => gr.key === key); openView(v); },
   showNode: (id) => showNodeInView(VIEW.g.idIndex.get(id)),
   adam: (id) => VIEW.g.raw.adam[String(VIEW.g.idIndex.get(id))] || null,
+  fill: () => VIEW.fill,
+  itemFills: () => VIEW.drawn.nodes.map((d) => d.box.getAttribute("fill")),
 };
 
 start();

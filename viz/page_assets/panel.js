@@ -28,6 +28,20 @@ function showNode(i) {
   parts.push(row([["grad now"], [`<span id="panel-grad">${fmtg(VIEW.grads[i], 6)}</span>`]]));
   parts.push(row([["grad (backward)"], [fmtg(g.finalGrad[i], 6)]]));
   parts.push("</table>");
+  if (g.compare) {
+    // As mgx diff graph: this node on side B, and the differences B - A.
+    const c = g.compare;
+    if (c.hasB[i]) {
+      parts.push(`<h3>side B: ${esc(c.label)}</h3><table id="panel-compare">`);
+      parts.push(row([["data B"], [fmtg(c.bData[i], 6), "num"]]));
+      parts.push(row([["Δdata (B − A)"], [`<span id="panel-ddata">${fmtg(c.dData[i], 6)}</span>`, "num"]]));
+      parts.push(row([["grad B"], [fmtg(c.bGrad[i], 6), "num"]]));
+      parts.push(row([["Δgrad (B − A)"], [fmtg(c.dGrad[i], 6), "num"]]));
+      parts.push("</table>");
+    } else {
+      parts.push(`<div id="panel-compare">only in A: side B has no node ${esc(g.ids[i])}</div>`);
+    }
+  }
   const adam = g.raw.adam[String(i)];
   if (adam) {
     // As mgx inspect --adam: the checkpoint's moments, bias-corrected, and the last step's update.
@@ -101,7 +115,16 @@ function showLegend() {
   const fams = new Set(VIEW.g.raw.ops.map((o) => o.family));
   const parts = ["<h3>legend</h3>"];
   const mode = VIEW.fill;
-  if (mode === "op") {
+  if (mode === "ddata" || mode === "dgrad") {
+    const c = VIEW.g.raw.compare;
+    const scale = mode === "ddata" ? c.data_scale : c.grad_scale;
+    const stops = [];
+    for (let t = -1; t <= 1.0001; t += 0.25) stops.push(divergingFill(Math.sign(t) * 10 ** (scale[0] + Math.abs(t) * (scale[1] - scale[0])), scale) || "#fff");
+    parts.push(`<div>fill: ${mode === "ddata" ? "data" : "grad"} of B − A, against ${esc(c.label)} (the largest |difference| of a group's outputs)</div>`);
+    parts.push(`<div class="legend-row">−${fmtg(10 ** scale[1], 2)}<span class="ramp" style="background:linear-gradient(to right,${stops.join(",")})"></span>+${fmtg(10 ** scale[1], 2)}</div>`);
+    parts.push(`<div>white: the same on both sides</div>`);
+    parts.push(`<div class="legend-row"><span class="swatch" style="background:${st.only_a}"></span>only in A (${c.only_a.toLocaleString("en")} nodes); ${c.only_b.length.toLocaleString("en")} only in B</div>`);
+  } else if (mode === "op") {
     for (const [fam, colour] of Object.entries(st.family_colour)) {
       if (fams.has(fam)) parts.push(`<div class="legend-row"><span class="swatch" style="background:${colour}"></span>${esc(st.family_label[fam])}</div>`);
     }
