@@ -99,18 +99,16 @@ def _print(diff: WeightsDiff) -> None:
 
 
 def _edit_of(text: str):
-    """``--patch-b``: set:PATTERN=VALUE, scale:PATTERN=FACTOR, mean:PATTERN or from:WORD:PATTERN."""
+    """``--patch-b``: set:PATTERN=VALUE or scale:PATTERN=FACTOR."""
     from viz.patch import Edit
 
     kind, sep, rest = text.partition(":")
-    if not sep or kind not in ("set", "scale", "mean", "from"):
+    if not sep or kind not in ("set", "scale"):
         fail(
-            f"--patch-b {text!r} is not an edit: write set:PATTERN=VALUE, scale:PATTERN=FACTOR, mean:PATTERN "
-            "or from:WORD:PATTERN (e.g. set:layer0.attn.h2.out=0)"
+            f"--patch-b {text!r} is not an edit this side takes: write set:PATTERN=VALUE or scale:PATTERN=FACTOR "
+            "(e.g. set:layer0.attn.h2.out=0); for --mean and --from, mgx patch -o patch.html draws the same page"
         )
-    if kind in ("set", "scale"):
-        return Edit.assignment(kind, rest)
-    return Edit("mean", rest) if kind == "mean" else Edit.activation(rest)
+    return Edit.assignment(kind, rest)
 
 
 def _columns(trace) -> tuple[list[str], list[float], list[float]]:
@@ -180,7 +178,8 @@ def _within(group: str, node: str) -> str:
 
 
 def _no_mean_or_from(edit, nodes):
-    fail(f"--patch-b {edit} needs documents or another word: use mgx patch for it, or set:/scale: here")
+    """The values of a --mean or --from edit, which --patch-b never takes (``_edit_of``)."""
+    raise AssertionError(f"{edit} reached the replay of --patch-b")
 
 
 def _label(built) -> str:

@@ -486,8 +486,8 @@ def patch(
         list[str] | None, typer.Option(help="PATTERN: each selected element takes its mean over --docs documents.")
     ] = None,
     from_: Annotated[
-        list[str] | None,
-        typer.Option("--from", help="WORD:PATTERN: each selected element takes its value in WORD's graph."),
+        tuple[str, str] | None,
+        typer.Option("--from", metavar="WORD PATTERN", help="Each selected element takes its value in WORD's graph."),
     ] = None,
     docs: Annotated[int, typer.Option(help="Documents the --mean is taken over.")] = 50,
     backward: Annotated[bool, typer.Option("--backward", help="Also show the grads after the edit.")] = False,
@@ -512,7 +512,9 @@ def patch(
     edits = [Edit.assignment("set", text) for text in set_ or []]
     edits += [Edit.assignment("scale", text) for text in scale or []]
     edits += [Edit("mean", pattern) for pattern in mean or []]
-    edits += [Edit.activation(text) for text in from_ or []]
+    if from_ is not None:
+        other, pattern = from_
+        edits.append(Edit("from", pattern, word=other))
     run_patch(
         choice=TokenChoice(checkpoint, data_for_vocabulary(checkpoint, data), word, pos, token, target, granularity),
         edits=edits,

@@ -6,7 +6,7 @@ tensors' elements (and weights), never to the partial sums that computed them:
     set    PATTERN=VALUE     every selected element takes VALUE
     scale  PATTERN=FACTOR    every selected element is multiplied by FACTOR
     mean   PATTERN           each selected element takes its mean over other documents
-    from   WORD:PATTERN      each selected element takes its value in the graph of WORD
+    from   WORD PATTERN      each selected element takes its value in the graph of WORD
                              at the same position (activation patching)
 
 The replay (``microgpt.engine.Replay``) recomputes only what is downstream of the edits, by
@@ -41,7 +41,7 @@ class Edit:
             return f"--{self.kind} {self.pattern}={self.number:g}"
         if self.kind == "mean":
             return f"--mean {self.pattern}"
-        return f"--from {self.word}:{self.pattern}"
+        return f"--from {self.word} {self.pattern}"
 
     @classmethod
     def assignment(cls, kind: str, text: str) -> Edit:
@@ -55,14 +55,6 @@ class Edit:
             example = "layer0.attn.h2.out=0" if kind == "set" else "layer0.mlp.post[17]=2"
             raise MicrogptError(f"--{kind} {text!r} is not PATTERN=NUMBER: write e.g. --{kind} {example}")
         return cls(kind, pattern, value)
-
-    @classmethod
-    def activation(cls, text: str) -> Edit:
-        """``--from WORD:PATTERN``."""
-        word, sep, pattern = text.partition(":")
-        if not sep or not word or not pattern:
-            raise MicrogptError(f"--from {text!r} is not WORD:PATTERN: write e.g. --from olivia:layer0.attn.h2.out")
-        return cls("from", pattern, word=word)
 
 
 def _bits_equal(x: float, y: float) -> bool:
