@@ -99,16 +99,24 @@ def _print(diff: WeightsDiff) -> None:
 
 
 def _edit_of(text: str):
-    """``--patch-b``: set:PATTERN=VALUE or scale:PATTERN=FACTOR."""
+    """``--patch-b``: mgx patch's edits written kind:...: set:PATTERN=VALUE, scale:PATTERN=FACTOR,
+    mean:PATTERN (over 50 documents) or from:WORD:PATTERN."""
     from viz.patch import Edit
 
     kind, sep, rest = text.partition(":")
-    if not sep or kind not in ("set", "scale"):
+    word, sep_word, pattern = rest.partition(":")
+    if (
+        not sep
+        or kind not in ("set", "scale", "mean", "from")
+        or (kind == "from" and not (sep_word and word and pattern))
+    ):
         fail(
-            f"--patch-b {text!r} is not an edit this side takes: write set:PATTERN=VALUE or scale:PATTERN=FACTOR "
-            "(e.g. set:layer0.attn.h2.out=0); for --mean and --from, mgx patch -o patch.html draws the same page"
+            f"--patch-b {text!r} is not an edit: write set:PATTERN=VALUE, scale:PATTERN=FACTOR, mean:PATTERN or "
+            "from:WORD:PATTERN (e.g. set:layer0.attn.h2.out=0)"
         )
-    return Edit.assignment(kind, rest)
+    if kind in ("set", "scale"):
+        return Edit.assignment(kind, rest)
+    return Edit("mean", rest) if kind == "mean" else Edit("from", pattern, word=word)
 
 
 def _columns(trace) -> tuple[list[str], list[float], list[float]]:
@@ -147,9 +155,13 @@ def run_diff_graph(
     groups_a = [trace_a.group_of(i) for i in range(len(ids_a))]
     label_a = _label(built_a)
     if edit is not None:
+        from cli.patch_cmd import edit_values
         from viz.patch import apply_edits
 
-        result = apply_edits(trace_a, [edit], _no_mean_or_from, backward=True)
+        notes: list[str] = []
+        result = apply_edits(trace_a, [edit], edit_values(built_a, choice.data, 50, notes), backward=True)
+        for note in notes:
+            info(note)
         ids_b, data_b, grad_b, label_b = ids_a, result.after, result.grads_after, f"{label_a} with {edit}"
     else:
         choice_b = replace(choice, **given_b)
@@ -175,11 +187,6 @@ def _within(group: str, node: str) -> str:
         rest = node[len(path) :]
         return rest.replace(f"@{pos}", "") if pos else rest
     return node
-
-
-def _no_mean_or_from(edit, nodes):
-    """The values of a --mean or --from edit, which --patch-b never takes (``_edit_of``)."""
-    raise AssertionError(f"{edit} reached the replay of --patch-b")
 
 
 def _label(built) -> str:

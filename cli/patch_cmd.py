@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 from rich.text import Text
 
@@ -55,6 +56,30 @@ def _mean_values(built, docs: list[str], trace_ids: list[str], nodes: list[int])
     return [s / used for s in sums], used
 
 
+def edit_values(built, data: Path | None, docs: int, notes: list[str]):
+    """The values a --mean or --from edit gives its nodes in ``built``'s graph (a ValuesOf of
+    viz.patch); each mean's documents are noted in ``notes``."""
+    trace = built.trace
+
+    def values_of(edit: Edit, nodes: list[int]) -> list[float]:
+        if edit.kind == "from":
+            tokenizer = built.loaded.tokenizer
+            unknown = sorted(set(edit.word) - set(tokenizer.chars))
+            if unknown:
+                raise MicrogptError(
+                    f"--from {edit.word!r} has characters the model does not know: {''.join(unknown)!r}"
+                )
+            return _other_graph_values(built, edit.word, trace.ids, nodes)
+        from cli.health_cmd import documents_of
+
+        all_docs, source = documents_of(built.loaded, data)
+        values, used = _mean_values(built, all_docs[:docs], trace.ids, nodes)
+        notes.append(f"{edit}: the mean over {plural(used, 'document')} of {source} at position {built.spec.pos}")
+        return values
+
+    return values_of
+
+
 def run_patch(
     *,
     choice: TokenChoice,
@@ -82,25 +107,12 @@ def run_patch(
     built = build_token_graph(choice)
     trace = built.trace
     notes: list[str] = []
+    values_of = edit_values(built, data_for_mean, docs, notes)
 
-    def values_of(edit: Edit, nodes: list[int]) -> list[float]:
-        if edit.kind == "from":
-            tokenizer = built.loaded.tokenizer
-            unknown = sorted(set(edit.word) - set(tokenizer.chars))
-            if unknown:
-                raise MicrogptError(
-                    f"--from {edit.word!r} has characters the model does not know: {''.join(unknown)!r}"
-                )
-            return _other_graph_values(built, edit.word, trace.ids, nodes)
-        from cli.health_cmd import documents_of
-
-        all_docs, source = documents_of(built.loaded, data_for_mean)
-        values, used = _mean_values(built, all_docs[:docs], trace.ids, nodes)
-        notes.append(f"{edit}: the mean over {plural(used, 'document')} of {source} at position {built.spec.pos}")
-        return values
-
+    # read now: the graphs a --mean or --from builds zero the model's (shared) weight grads
+    grads = [node.grad for node in trace.nodes]
     result = apply_edits(trace, edits, values_of, backward=backward or out is not None)
-    report = _report(built, result, top)
+    report = _report(built, result, top, grads)
     report["notes"] = notes + report["notes"]
     if as_json:
         console.print_json(json.dumps(report, allow_nan=False))
@@ -119,7 +131,7 @@ def _name(tokenizer, token_id: int) -> str:
     return tokenizer.token_name(token_id)
 
 
-def _report(built, result: PatchResult, top: int) -> dict:
+def _report(built, result: PatchResult, top: int, grads: list[float]) -> dict:
     from microgpt.numbers import to_json_number as num
 
     trace, graph, tokenizer = built.trace, built.graph, built.loaded.tokenizer
@@ -176,7 +188,6 @@ def _report(built, result: PatchResult, top: int) -> dict:
         "notes": notes,
     }
     if result.grads_after is not None:
-        grads = [node.grad for node in trace.nodes]
         moved = [i for i in range(len(grads)) if not _same(grads[i], result.grads_after[i])]
         moved.sort(key=lambda i: _delta_size(grads[i], result.grads_after[i]), reverse=True)
         report["grads"] = [

@@ -95,3 +95,34 @@ def test_patch_writes_the_viewer_coloured_by_what_changed(trained) -> None:
     assert edited and all(compare["data"][i] == 0 for i in edited)
     assert compare["delta_data"][raw["ids"].index("wpe[2,0]")] == 0  # a weight: upstream of every edit
     assert "ending in .html" in one_error(mgx("patch", "--checkpoint", "model.json", "--set", "wte=0", "-o", "p.png"))
+
+
+def test_grads_before_are_backwards_even_when_other_graphs_are_built(trained) -> None:
+    plain = patch_json("--set", "layer0.mlp.post@pos1=0", "--pos", "1", "--backward", "--top", "50")
+    mean = patch_json("--mean", "layer0.mlp.post@pos1", "--pos", "1", "--docs", "3", "--data", "tiny.txt",
+                      "--backward", "--top", "50")  # fmt: skip
+    before = {g["node"]: g["before"] for g in plain["grads"]}
+    weights = [g for g in mean["grads"] if g["node"].startswith("layer0.mlp.fc") and g["node"] in before]
+    assert weights and all(g["before"] == before[g["node"]] for g in weights)
+    assert any(g["before"] != 0 for g in weights)
+
+
+def test_diff_graph_takes_a_mean_or_activation_patch_as_side_b(trained) -> None:
+    report = json.loads(
+        mgx(
+            "diff",
+            "graph",
+            "--checkpoint",
+            "model.json",
+            "--pos",
+            "1",
+            "--json",
+            "--patch-b",
+            "from:ava:layer0.mlp.post",
+        ).stdout
+    )
+    assert report["first_difference"]["node"].startswith("layer0.mlp.post[")
+    mean = mgx("diff", "graph", "--checkpoint", "model.json", "--data", "tiny.txt", "--pos", "1",
+               "--patch-b", "mean:layer0.mlp.post@pos1")  # fmt: skip
+    assert mean.exit_code == 0 and "the mean over" in mean.stderr
+    assert "is not an edit" in one_error(mgx("diff", "graph", "--checkpoint", "model.json", "--patch-b", "from:ava"))
