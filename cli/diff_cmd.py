@@ -174,10 +174,12 @@ def run_diff_graph(
     else:
         _print_graph_diff(diff, top)
     if out is not None:
+        from cli.graph_cmd import token_built
         from cli.view_cmd import write_html
         from viz.page import Comparison
 
-        write_html(out, choice, "block", None, None, Comparison.of(label_b, ids_a, ids_b, data_b, grad_b))
+        compare = Comparison.of(label_b, ids_a, ids_b, data_b, grad_b)
+        write_html(out, choice, "block", None, None, compare, token_built(built_a))
 
 
 def _within(group: str, node: str) -> str:

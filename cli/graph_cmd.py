@@ -42,7 +42,6 @@ def build(choice: TokenChoice, *, moments: bool = False) -> Built:
     """The graph asked for: one token's (default), or a whole word's with --word and no --pos."""
     from cli.common import build_token_graph, load_model
     from microgpt.graph import word_graph
-    from viz.dot import describe
     from viz.trace import Trace
 
     choice.check()
@@ -57,7 +56,13 @@ def build(choice: TokenChoice, *, moments: bool = False) -> Built:
             f" | loss {root.data:.4f} | {choice.granularity}"
         )
         return Built(Trace(root), title, None, len(model.params), loaded)
-    built = build_token_graph(choice, moments=moments)
+    return token_built(build_token_graph(choice, moments=moments))
+
+
+def token_built(built) -> Built:
+    """A token's graph (cli.common.build_token_graph's) as the drawings and the page take it."""
+    from viz.dot import describe
+
     loaded = built.loaded
     title = describe(built.graph, loaded.tokenizer, loaded.description)
     return Built(built.trace, title, built.spec.pos, len(loaded.model.params), loaded)

@@ -119,12 +119,13 @@ def run_patch(
     else:
         _print(report)
     if out is not None:
+        from cli.graph_cmd import token_built
         from cli.view_cmd import write_html
         from viz.page import Comparison
 
         label = "after " + " ".join(str(e.edit) for e in result.edits)
         compare = Comparison.of(label, trace.ids, trace.ids, result.after, result.grads_after)
-        write_html(out, choice, "block", None, None, compare)
+        write_html(out, choice, "block", None, None, compare, token_built(built))
 
 
 def _name(tokenizer, token_id: int) -> str:

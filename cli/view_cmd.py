@@ -38,9 +38,12 @@ def unused_page_options(*, hops: int, edge_grads: bool, rankdir: str, expand_con
     ]
 
 
-def build_page(choice: TokenChoice, level: str, focus: str | None, layout_program: str | None, compare=None) -> dict:
+def build_page(
+    choice: TokenChoice, level: str, focus: str | None, layout_program: str | None, compare=None, built=None
+) -> dict:
     """The page's data for the graph ``mgx graph`` would draw: one token's, or with --word and
-    no --pos a whole word's."""
+    no --pos a whole word's; or for ``built`` (a cli.graph_cmd.Built), the graph a command
+    has built already (the side A that ``compare`` was matched against)."""
     from cli.graph_cmd import build
     from microgpt.errors import MicrogptError
     from microgpt.graph import resolve_token
@@ -54,7 +57,8 @@ def build_page(choice: TokenChoice, level: str, focus: str | None, layout_progra
         fail(str(e))
     if program is None:
         fail("no layout program found to lay out the page: pip install graphviz-pure (or apt-get install graphviz)")
-    built = build(choice, moments=True)
+    if built is None:
+        built = build(choice, moments=True)
     tokenizer = built.loaded.tokenizer
     if built.pos is None:  # a whole word: its input at every position
         tokens = tokenizer.document_tokens(choice.word)[: built.loaded.model.config.block_size]
@@ -91,14 +95,20 @@ def _adam(built) -> dict | None:
 
 
 def write_html(
-    out: Path, choice: TokenChoice, level: str, focus: str | None, layout_program: str | None, compare=None
+    out: Path,
+    choice: TokenChoice,
+    level: str,
+    focus: str | None,
+    layout_program: str | None,
+    compare=None,
+    built=None,
 ) -> None:
     from viz.page import write_page
     from viz.style import counted
 
     check_page_options(level)
     check_writable(out, "-o", "graph.html")
-    data = build_page(choice, level, focus, layout_program, compare)
+    data = build_page(choice, level, focus, layout_program, compare, built)
     size = write_page(out, data)
     info(
         f"wrote {out}: {counted(len(data['ids']), 'node')}, {counted(len(data['views']), 'view')}, "

@@ -126,3 +126,20 @@ def test_diff_graph_takes_a_mean_or_activation_patch_as_side_b(trained) -> None:
                "--patch-b", "mean:layer0.mlp.post@pos1")  # fmt: skip
     assert mean.exit_code == 0 and "the mean over" in mean.stderr
     assert "is not an edit" in one_error(mgx("diff", "graph", "--checkpoint", "model.json", "--patch-b", "from:ava"))
+
+
+def test_the_page_shows_the_graph_that_was_compared(trained) -> None:
+    """With --word and no --pos the views mean position 0's graph; the page is that graph too,
+    not the whole word's that mgx graph would draw (it once was, and B's numbers missed it)."""
+    import re
+
+    for command in (
+        ["patch", "--word", "emma", "--set", "layer0.attn.h0.out=0", "-o", "w.html"],
+        ["diff", "graph", "--word", "emma", "--patch-b", "set:layer0.attn.h0.out=0", "-o", "w.html"],
+    ):
+        result = mgx(*command, "--checkpoint", "model.json", "--json")
+        assert result.exit_code == 0, result.output
+        html = trained.with_name("w.html").read_text()
+        raw = json.loads(re.search(r'<script type="application/json" id="graph-data">(.*?)</script>', html, re.S)[1])
+        assert len(raw["compare"]["data"]) == len(raw["ids"])
+        assert all("@pos" not in node_id or "@pos0" in node_id for node_id in raw["ids"])
