@@ -141,14 +141,9 @@ def run_diff_graph(
         fail("side B is side A: give --checkpoint-b, --word-b, --pos-b, --token-b, --target-b or --patch-b")
     edit = None if patch_b is None else _edit_of(patch_b)
     if out is not None:
-        from cli.output import check_writable
+        from cli.view_cmd import check_page_out
 
-        if out.suffix.lower() != ".html":
-            fail(
-                f"cannot write {out}: mgx diff graph -o writes the viewer coloured by the difference; "
-                "give a name ending in .html, e.g. diff.html"
-            )
-        check_writable(out, "-o", "diff.html")
+        check_page_out(out, "mgx diff graph -o writes the viewer coloured by the difference", "diff.html")
     built_a = build_token_graph(choice)
     trace_a = built_a.trace
     ids_a, data_a, grad_a = _columns(trace_a)

@@ -96,14 +96,9 @@ def run_patch(
     if docs < 1:
         fail(f"--docs must be 1 or more, got {docs}")
     if out is not None:
-        from cli.output import check_writable
+        from cli.view_cmd import check_page_out
 
-        if out.suffix.lower() != ".html":
-            fail(
-                f"cannot write {out}: mgx patch -o writes the viewer coloured by what the edits changed; "
-                "give a name ending in .html, e.g. patch.html"
-            )
-        check_writable(out, "-o", "patch.html")
+        check_page_out(out, "mgx patch -o writes the viewer coloured by what the edits changed", "patch.html")
     built = build_token_graph(choice)
     trace = built.trace
     notes: list[str] = []

@@ -94,6 +94,13 @@ def _adam(built) -> dict | None:
     return adam_states(built.trace, params, ckpt)
 
 
+def check_page_out(out: Path, what: str, example: str) -> None:
+    """Before any work: ``-o`` must name an .html file that can be written (``what`` says why)."""
+    if out.suffix.lower() != ".html":
+        fail(f"cannot write {out}: {what}; give a name ending in .html, e.g. {example}")
+    check_writable(out, "-o", example)
+
+
 def write_html(
     out: Path,
     choice: TokenChoice,
