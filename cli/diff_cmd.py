@@ -9,7 +9,7 @@ from pathlib import Path
 from rich.text import Text
 
 from cli.output import console, fail, info
-from viz.diff import WeightsDiff, WeightsSide, diff_weights, matrices_of
+from viz.diff import WeightsDiff, WeightsSide, diff_weights
 from viz.style import counted
 
 _SNAPSHOT = re.compile(r"^(?P<run>.+)@(?P<step>\d+)$")
@@ -24,8 +24,8 @@ def _side(arg: str, runs_path: Path) -> WeightsSide:
 
         ckpt = ckpt_io.load(path)
         shapes = weight_shapes(ckpt.model.config)
-        m = matrices_of(ckpt.state.m, shapes) if ckpt.state.m else None
-        v = matrices_of(ckpt.state.v, shapes) if ckpt.state.v else None
+        m = ckpt_io.named_matrices(ckpt.state.m, shapes) if ckpt.state.m else None
+        v = ckpt_io.named_matrices(ckpt.state.v, shapes) if ckpt.state.v else None
         return WeightsSide(arg, ckpt.model.weight_data(), ckpt.state.step, m, v)
     match = _SNAPSHOT.match(arg)
     if match is None:

@@ -71,7 +71,7 @@ class Checkpoint:
         return [p for p in self.model.params if not math.isfinite(p.data)]
 
 
-def _matrices(flat: list[float], shapes: dict[str, tuple[int, int]]) -> dict[str, list[list[float]]]:
+def named_matrices(flat: list[float], shapes: dict[str, tuple[int, int]]) -> dict[str, list[list[float]]]:
     """A flat list of numbers (in ``model.params`` order) as the named matrices."""
     out, i = {}, 0
     for name, (rows, cols) in shapes.items():
@@ -82,7 +82,7 @@ def _matrices(flat: list[float], shapes: dict[str, tuple[int, int]]) -> dict[str
 
 def _json_matrices(flat: list[float], shapes: dict[str, tuple[int, int]]) -> dict[str, list[list[float | str]]]:
     """The same, each number as JSON writes it (a non-finite one as "NaN", "Infinity", "-Infinity")."""
-    return {name: [[to_json_number(x) for x in row] for row in m] for name, m in _matrices(flat, shapes).items()}
+    return {name: [[to_json_number(x) for x in row] for row in m] for name, m in named_matrices(flat, shapes).items()}
 
 
 def to_json(ckpt: Checkpoint) -> dict[str, Any]:
@@ -231,7 +231,7 @@ def from_json(raw: Any, where: str) -> Checkpoint:
             f"{where}: vocabulary of {len(chars)} characters does not match vocab_size {config.vocab_size}"
         )
     shapes = weight_shapes(config)
-    weights = _matrices(_matrix_flat(raw.get("weights"), shapes, where), shapes)
+    weights = named_matrices(_matrix_flat(raw.get("weights"), shapes, where), shapes)
     optimizer = _require(raw, "optimizer", dict, where)
     adam = _adam(optimizer, where)
     training = _require(raw, "training", dict, where)

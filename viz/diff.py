@@ -170,15 +170,6 @@ def _matrix_selected(pattern: Pattern, name: str) -> bool:
     return whole.matches(parse_tag(name))
 
 
-def matrices_of(flat: list[float], shapes: dict[str, tuple[int, int]]) -> Matrices:
-    """Flat numbers in parameter order (Adam's moments in a checkpoint) as named matrices."""
-    out, start = {}, 0
-    for name, (rows, cols) in shapes.items():
-        out[name] = [flat[start + r * cols : start + (r + 1) * cols] for r in range(rows)]
-        start += rows * cols
-    return out
-
-
 # -- two graphs -----------------------------------------------------------------------------
 
 

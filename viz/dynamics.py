@@ -112,9 +112,7 @@ def step_series(detail, matrices: dict[str, slice]) -> dict[str, float]:
 
 def snapshot(shapes: dict[str, tuple[int, int]], **flat: list[float]) -> dict[str, dict[str, list[list[float]]]]:
     """{matrix: {kind: rows}} from flat lists in parameter order (kinds: data, grad, m, v)."""
-    out: dict[str, dict[str, list[list[float]]]] = {}
-    for (name, (rows, cols)), where in zip(shapes.items(), flat_slices(shapes).values()):
-        out[name] = {
-            kind: [values[where][r * cols : (r + 1) * cols] for r in range(rows)] for kind, values in flat.items()
-        }
-    return out
+    from microgpt.checkpoint import named_matrices
+
+    by_kind = {kind: named_matrices(values, shapes) for kind, values in flat.items()}
+    return {name: {kind: matrices[name] for kind, matrices in by_kind.items()} for name in shapes}
