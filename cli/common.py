@@ -79,6 +79,29 @@ def data_for_vocabulary(checkpoint: Path | None, data: Path | None) -> Path | No
     return data if checkpoint is None and not DEFAULT_CHECKPOINT.is_file() else None
 
 
+def documents_of(loaded, data: Path | None) -> tuple[list[str], str]:
+    """The documents to look at: the run's own data when the checkpoint names one that is
+    here, else --data or the default data set; in the run's training order."""
+    from microgpt.data import EMBEDDED_SOURCE, embedded_documents, find_dataset, load_documents
+
+    ckpt = loaded.checkpoint
+    if data is None and ckpt is not None:
+        source = ckpt.data_source
+        if source == EMBEDDED_SOURCE:
+            dataset = embedded_documents()
+        elif source and Path(source).is_file():
+            dataset = load_documents(source)
+        else:
+            dataset = find_dataset(None)
+    else:
+        dataset = find_dataset(data)
+    docs = list(dataset.docs)
+    import random
+
+    random.Random(ckpt.seed if ckpt is not None else 42).shuffle(docs)
+    return docs, dataset.source
+
+
 def load_model(
     checkpoint: Path | None, data: Path | None = None, *, finite: bool = False, moments: bool = False
 ) -> LoadedModel:

@@ -4,35 +4,13 @@ run says about grads, update ratios and the loss at initialisation."""
 from __future__ import annotations
 
 import json
-import random
 import shlex
 from pathlib import Path
 
 from rich.text import Text
 
-from cli.common import data_for_vocabulary, load_model
+from cli.common import data_for_vocabulary, documents_of, load_model
 from cli.output import console, fail, info, plural
-
-
-def documents_of(loaded, data: Path | None) -> tuple[list[str], str]:
-    """The documents to look at: the run's own data when the checkpoint names one that is
-    here, else --data or the default data set; in the run's training order."""
-    from microgpt.data import EMBEDDED_SOURCE, embedded_documents, find_dataset, load_documents
-
-    ckpt = loaded.checkpoint
-    if data is None and ckpt is not None:
-        source = ckpt.data_source
-        if source == EMBEDDED_SOURCE:
-            dataset = embedded_documents()
-        elif source and Path(source).is_file():
-            dataset = load_documents(source)
-        else:
-            dataset = find_dataset(None)
-    else:
-        dataset = find_dataset(data)
-    docs = list(dataset.docs)
-    random.Random(ckpt.seed if ckpt is not None else 42).shuffle(docs)
-    return docs, dataset.source
 
 
 def run_health(*, checkpoint: Path | None, data: Path | None, docs: int, runs_path: Path, as_json: bool) -> None:

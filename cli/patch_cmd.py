@@ -14,45 +14,47 @@ from microgpt.errors import MicrogptError
 from viz.patch import Edit, PatchResult, apply_edits, next_token_probabilities, top_probabilities
 
 
-def _other_graph_values(built, word: str, trace_ids: list[str], nodes: list[int]) -> list[float]:
-    """The values of ``nodes`` (by their stable ids) in the graph of ``word`` at the same position."""
+def _values_at(built, word: str, wanted: list[str]) -> list[float] | None:
+    """The values of the nodes ``wanted`` (stable ids) in the graph of ``word`` at the position
+    of ``built``'s token; None when the word is too short to have that position."""
     from microgpt.graph import TokenSpec, token_graph
     from viz.trace import Trace
 
-    tokenizer, spec = built.loaded.tokenizer, built.spec
-    tokens = tokenizer.document_tokens(word)
-    if len(tokens) < spec.pos + 2:
+    tokens, pos = built.loaded.tokenizer.document_tokens(word), built.spec.pos
+    if len(tokens) < pos + 2:
+        return None
+    spec = TokenSpec(tuple(tokens[:pos]), tokens[pos], tokens[pos + 1], word)
+    trace = Trace(token_graph(built.loaded.model, spec, granularity=built.graph.granularity, backward=False).root)
+    index = trace.id_index
+    return [trace.nodes[index[node_id]].data for node_id in wanted]
+
+
+def _other_graph_values(built, word: str, trace_ids: list[str], nodes: list[int]) -> list[float]:
+    """The values of ``nodes`` in the graph of ``word`` at the same position."""
+    values = _values_at(built, word, [trace_ids[i] for i in nodes])
+    if values is None:
         raise MicrogptError(
-            f"--from {word!r} has no position {spec.pos} (it has {len(tokens) - 1}): "
+            f"--from {word!r} has no position {built.spec.pos} (it has {len(word) + 1}): "
             "choose a longer word or another --pos"
         )
-    other = TokenSpec(tuple(tokens[: spec.pos]), tokens[spec.pos], tokens[spec.pos + 1], word)
-    trace = Trace(token_graph(built.loaded.model, other, granularity=built.graph.granularity, backward=False).root)
-    index = trace.id_index
-    return [trace.nodes[index[trace_ids[i]]].data for i in nodes]
+    return values
 
 
 def _mean_values(built, docs: list[str], trace_ids: list[str], nodes: list[int]) -> tuple[list[float], int]:
     """Each node's mean value over the graphs of ``docs`` at the same position."""
-    from microgpt.graph import TokenSpec, token_graph
-    from viz.trace import Trace
-
-    tokenizer, spec, model = built.loaded.tokenizer, built.spec, built.loaded.model
     wanted = [trace_ids[i] for i in nodes]
     sums = [0.0] * len(nodes)
     used = 0
     for doc in docs:
-        tokens = tokenizer.document_tokens(doc)
-        if len(tokens) < spec.pos + 2:
+        values = _values_at(built, doc, wanted)
+        if values is None:
             continue  # too short to have this position
-        other = TokenSpec(tuple(tokens[: spec.pos]), tokens[spec.pos], tokens[spec.pos + 1], doc)
-        trace = Trace(token_graph(model, other, granularity=built.graph.granularity, backward=False).root)
-        index = trace.id_index
-        for k, node_id in enumerate(wanted):
-            sums[k] += trace.nodes[index[node_id]].data
+        sums = [s + x for s, x in zip(sums, values)]
         used += 1
     if used == 0:
-        raise MicrogptError(f"none of the {len(docs)} documents reaches position {spec.pos}: pass a larger --docs")
+        raise MicrogptError(
+            f"none of the {len(docs)} documents reaches position {built.spec.pos}: pass a larger --docs"
+        )
     return [s / used for s in sums], used
 
 
@@ -70,7 +72,7 @@ def edit_values(built, data: Path | None, docs: int, notes: list[str]):
                     f"--from {edit.word!r} has characters the model does not know: {''.join(unknown)!r}"
                 )
             return _other_graph_values(built, edit.word, trace.ids, nodes)
-        from cli.health_cmd import documents_of
+        from cli.common import documents_of
 
         all_docs, source = documents_of(built.loaded, data)
         values, used = _mean_values(built, all_docs[:docs], trace.ids, nodes)
