@@ -10,7 +10,8 @@ average, and the update ratios with the -3 guide line. The same data gives the s
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from microgpt.errors import MicrogptError
@@ -96,18 +97,34 @@ def _title(kind: str) -> str:
     }[kind]
 
 
-def figure_bytes(lines: Sequence[Line], fmt: str, *, smooth: int = 25, title: str = "") -> bytes:
-    """``lines`` drawn as a PNG or SVG (``fmt``), one panel per kind of series."""
-    import io
-
+@contextmanager
+def _pyplot(font_size: float) -> Iterator:
+    """matplotlib's pyplot with no display (Agg) and a fixed salt for the SVG's ids."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    with matplotlib.rc_context({"svg.hashsalt": "mgx", "font.size": font_size}):
+        yield plt
+
+
+def _saved(plt, fig, fmt: str) -> bytes:
+    """``fig`` as PNG or SVG bytes, without a date or a version in them: the same data, the same bytes."""
+    import io
+
+    metadata = {"Date": None} if fmt == "svg" else {"Software": None}
+    out = io.BytesIO()
+    fig.savefig(out, format=fmt, metadata=metadata, dpi=100)
+    plt.close(fig)
+    return out.getvalue()
+
+
+def figure_bytes(lines: Sequence[Line], fmt: str, *, smooth: int = 25, title: str = "") -> bytes:
+    """``lines`` drawn as a PNG or SVG (``fmt``), one panel per kind of series."""
     panels = _panels(lines)
     several_runs = len({line.run for line in lines}) > 1
-    with matplotlib.rc_context({"svg.hashsalt": "mgx", "font.size": 9}):
+    with _pyplot(font_size=9) as plt:
         fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * len(panels) + 0.4), sharex=True, squeeze=False)
         for ax, (kind, panel) in zip(axes[:, 0], panels):
             for n, line in enumerate(panel):
@@ -128,11 +145,7 @@ def figure_bytes(lines: Sequence[Line], fmt: str, *, smooth: int = 25, title: st
         if title:
             fig.suptitle(title, x=0.01, ha="left")
         fig.tight_layout()
-        metadata = {"Date": None} if fmt == "svg" else {"Software": None}  # no date, no version: same bytes
-        out = io.BytesIO()
-        fig.savefig(out, format=fmt, metadata=metadata, dpi=100)
-        plt.close(fig)
-    return out.getvalue()
+        return _saved(plt, fig, fmt)
 
 
 def terminal_plot(lines: Sequence[Line], *, width: int, height: int, smooth: int = 25, color: bool = True) -> str:
@@ -186,18 +199,11 @@ def attention_picture(trace, word: str, labels: list[str]) -> AttentionPicture:
 def attention_figure_bytes(attention: AttentionPicture, fmt: str, title: str = "") -> bytes:
     """Every head's weights as a heatmap (queries down, keys across, the characters as
     labels), layers as rows of the figure and heads as columns."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     layers = sorted({head.split(".")[0] for head, _ in attention.heads})
     per_layer = len(attention.heads) // len(layers)
     n = len(attention.labels)
     size = 1.0 + 0.28 * n
-    with matplotlib.rc_context({"svg.hashsalt": "mgx", "font.size": 8}):
+    with _pyplot(font_size=8) as plt:
         fig, axes = plt.subplots(
             len(layers), per_layer, figsize=(size * per_layer + 1.2, size * len(layers) + 0.6), squeeze=False
         )
@@ -214,11 +220,7 @@ def attention_figure_bytes(attention: AttentionPicture, fmt: str, title: str = "
         fig.tight_layout()
         if image is not None:
             fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="weight")
-        metadata = {"Date": None} if fmt == "svg" else {"Software": None}
-        out = io.BytesIO()
-        fig.savefig(out, format=fmt, metadata=metadata, dpi=100)
-        plt.close(fig)
-    return out.getvalue()
+        return _saved(plt, fig, fmt)
 
 
 def attention_text(attention: AttentionPicture, color: bool = True):
