@@ -453,7 +453,7 @@ def attention(
     no_color: Annotated[bool, typer.Option("--no-color", help="Plain text, no colours.")] = False,
 ) -> None:
     """Every head's attention weights over a name: queries × keys, labelled with the characters."""
-    from cli.runs_cmd import run_attention
+    from cli.attention_cmd import run_attention
 
     run_attention(checkpoint=checkpoint, data=data, word=word, granularity=granularity, out=out, no_color=no_color)
 
