@@ -573,3 +573,19 @@ def test_comparison_aligns_side_b_by_node_id():
     out = compare.to_json(trace)
     assert out["only_a"] == 1 and out["delta_data"][1] == trace.nodes[1].data + 1 - trace.nodes[1].data
     assert out["delta_grad"][5] == 0
+
+
+def test_a_softmax_shared_sum_stays_in_the_tensor_and_each_exp_goes_to_its_weight():
+    from viz.page import _tree
+
+    trace = build_token_graph(TokenChoice(word="emma", pos=2), backward=False).trace
+    groups, view_of = _tree(trace, 2)
+    by_key = {g.key: g for g in groups}
+    head = "layer0.attn.h0.weights"
+    for k in range(3):  # weights[k] = exp(score[k] - max) * (1 / sum of exps): its own exp chain, then itself
+        members = [trace.ids[i] for i in by_key[f"{head}[{k}]@pos2"].members]
+        assert members == [f"{head}@pos2#{3 * k + j}" for j in range(3)] + [f"{head}[{k}]@pos2"]
+    tensor = groups.index(by_key[f"{head}@pos2"])
+    shared = [trace.ids[c] for kind, c in groups[tensor].children if kind == "n"]
+    assert shared == [f"{head}@pos2#9", f"{head}@pos2#10"]  # the sum of exps and its reciprocal
+    assert all(view_of[trace.id_index[i]] == tensor for i in shared)

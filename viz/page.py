@@ -145,18 +145,27 @@ def _tree(trace: Trace, pos: int | None) -> tuple[list[Group], list[int]]:
 def _element_keys(trace: Trace, tensor_keys: list[str]) -> list[str | None]:
     """Each node's element: its tag; for a node of a tensor whose tag has no element index
     (the products and partial sums of an atomic dot product, tagged ``mlp.pre@pos0``), the
-    element it goes into (``mlp.pre[3]@pos0``), found through its consumers in the tensor."""
+    element it goes into (``mlp.pre[3]@pos0``), found through its consumers in the tensor.
+    A node that goes into several elements (a softmax's sum of exps and its reciprocal, which
+    every weight uses) is shared: it belongs to none of them and stays in the tensor's view as
+    itself (None), as do the nodes that feed only shared ones (the sum of squares of a norm)."""
     tags, indices = trace.tags, trace.element_indices
-    out = list(tags)
+    out: list[str | None] = list(tags)
     has = [ix is not None for ix in indices]
+    into: dict[int, str] = {}  # an unindexed node -> the one element its consumers go into
+    shared = set()
     for p in range(len(tags) - 1, -1, -1):  # consumers before the nodes they use
         if not has[p]:
-            continue
+            if p in shared or p not in into:
+                continue
+            out[p] = into[p]
+            has[p] = True
         for c in trace.child_indices[p]:
-            if not has[c] and tags[c] is not None and tensor_keys[c] == tensor_keys[p]:
-                out[c] = out[p]
-                has[c] = True
-    return out
+            if has[c] or tags[c] is None or tensor_keys[c] != tensor_keys[p] or c in shared:
+                continue
+            if into.setdefault(c, out[p]) != out[p]:
+                shared.add(c)
+    return [key if ok else None for key, ok in zip(out, has)]
 
 
 def _collapsed(groups: list[Group], child: tuple[str, int]) -> tuple[str, int]:
