@@ -589,3 +589,19 @@ def test_a_softmax_shared_sum_stays_in_the_tensor_and_each_exp_goes_to_its_weigh
     shared = [trace.ids[c] for kind, c in groups[tensor].children if kind == "n"]
     assert shared == [f"{head}@pos2#9", f"{head}@pos2#10"]  # the sum of exps and its reciprocal
     assert all(view_of[trace.id_index[i]] == tensor for i in shared)
+
+
+def test_alike_views_are_laid_out_once(monkeypatch):
+    import viz.page
+
+    laid_out: list[str] = []
+    batch = viz.page._run_layout_batch
+    monkeypatch.setattr(
+        viz.page, "_run_layout_batch", lambda program, sources: laid_out.extend(sources) or batch(program, sources)
+    )
+    built = build_token_graph(TokenChoice(word="emma", granularity="atomic"), backward=False)
+    data = page_data(built.graph)
+    assert len(laid_out) == len(set(laid_out)) < len(data["views"]) / 3
+    for view in data["views"].values():  # every laid-out box placed inside its view
+        for _t, _ref, x, y, w, h, *_ in view["items"]:
+            assert w / 2 - 1 <= x <= view["w"] - w / 2 + 1 and h / 2 - 1 <= y <= view["h"] - h / 2 + 1
