@@ -102,29 +102,80 @@ function expandView(view) {
   return view;
 }
 
-// Draw the view of group `v` into the viewport; returns the drawn view's state.
-// The views drawn lately, kept whole: going back to one (the player following backward up
-// and down the groups, Esc) only puts it back and rewrites its numbers.
+// The views drawn lately stay in the page, laid out, each in a layer of its own: the one on
+// screen is #viewport, the others wait far off screen. Going back to one (the player following
+// backward up and down the groups, Esc) moves it back and rewrites its numbers; taking a
+// layer out of the page and putting it back would lay it out anew (several times slower),
+// and hiding it by visibility or display restyles all of it. Each layer carries its own zoom
+// (the camera is the shown layer's transform), and waits at the zoom it opens at: a change of
+// zoom lays out every label under the transform again. The player draws the view it will
+// enter next ahead of time, while it waits between steps (prepareView).
 const drawnCache = new Map();
-const CACHED_VIEWS = 24;
+const CACHED_VIEWS = 32;
+const CACHED_ITEMS = 8000; // a weight matrix's view has a thousand items
+const offScreen = (drawn) => `translate(-1000000,-1000000) scale(${drawn.s})`;
 
-function drawView(v) {
-  const view = expandView(VIEW.g.views[v]);
-  const root = document.getElementById("viewport");
-  // Labels too small to read are not laid out at all (a weight matrix has a thousand boxes).
-  root.classList.toggle("tiny", openingScale(view) * 10 < TINY_PX);
-  const cached = drawnCache.get(v);
-  if (cached) {
+// Draw the view of group `v` into the viewport (or, `hidden`, only prepare it off screen);
+// returns the drawn view's state.
+function drawView(v, hidden) {
+  let drawn = drawnCache.get(v);
+  if (drawn) {
     drawnCache.delete(v);
-    drawnCache.set(v, cached); // the most recent last
-    root.replaceChildren(cached.layer);
-    cached.nodes.forEach((d) => d.gn.classList.remove("selected"));
-    VIEW.drawn = cached;
-    refreshAll();
-    return cached;
+    drawnCache.set(v, drawn); // the most recent last
+  } else {
+    drawn = drawLayer(v);
+    drawnCache.set(v, drawn);
+    evictViews();
   }
+  if (hidden) return drawn;
+  const old = VIEW.drawn;
+  if (old && old !== drawn) {
+    old.layer.setAttribute("transform", offScreen(old));
+    old.layer.removeAttribute("id");
+    old.nodes.forEach((d) => d.gn.classList.remove("selected"));
+  }
+  drawn.layer.id = "viewport";
+  VIEW.drawn = drawn;
+  refreshAll();
+  return drawn;
+}
+
+// Keep at most CACHED_VIEWS views and CACHED_ITEMS items drawn, dropping the least recent
+// (never the one on screen).
+function evictViews() {
+  let items = 0;
+  for (const d of drawnCache.values()) items += d.nodes.length;
+  for (const [v, d] of drawnCache) {
+    if (drawnCache.size <= CACHED_VIEWS && items <= CACHED_ITEMS) break;
+    if (d === VIEW.drawn || drawnCache.size === 1) continue;
+    d.layer.remove();
+    drawnCache.delete(v);
+    items -= d.nodes.length;
+  }
+}
+
+// Draw view `v` off screen at the zoom it opens at, laid out (the browser's style and layout
+// done now, not when it is shown), unless it is so drawn already.
+function prepareView(v) {
+  const cached = drawnCache.get(v);
+  const s = openingScale(expandView(VIEW.g.views[v]));
+  if (cached && cached.s === s) return;
+  const drawn = cached || drawView(v, true);
+  drawn.s = s;
+  drawn.layer.setAttribute("transform", offScreen(drawn));
+  setTiny(drawn, s * 10 < TINY_PX);
+  refreshAll(drawn);
+  drawn.layer.getBoundingClientRect();
+}
+
+function drawLayer(v) {
+  const view = expandView(VIEW.g.views[v]);
   const layer = document.createElementNS("http://www.w3.org/2000/svg", "g");
-  const drawn = { view, group: v, nodes: [], edges: new Map(), itemOf: null, layer };
+  const drawn = { view, group: v, nodes: [], edges: new Map(), itemOf: null, layer, s: openingScale(view) };
+  layer.setAttribute("class", "layer");
+  layer.setAttribute("transform", offScreen(drawn));
+  // Labels too small to read are not laid out at all (a weight matrix has a thousand boxes).
+  layer.classList.toggle("tiny", drawn.s * 10 < TINY_PX);
   // The markup is written as one string and parsed once: building a thousand boxes element
   // by element took four times as long.
   const out = [];
@@ -135,22 +186,23 @@ function drawView(v) {
   }
   for (const e of view.edges) {
     const p = e.path;
-    let inner = "";
-    if (p.length >= 8) {
-      let d = `M${p[0]},${p[1]}`;
-      for (let j = 2; j + 5 < p.length; j += 6) d += `C${p[j]},${p[j + 1]} ${p[j + 2]},${p[j + 3]} ${p[j + 4]},${p[j + 5]}`;
-      inner += `<path d="${d}"></path>`;
-      if (e.arrow.length) {
-        const [x0, y0] = [p[p.length - 2], p[p.length - 1]];
-        const [x1, y1] = e.arrow;
-        const dx = x1 - x0, dy = y1 - y0, len = Math.hypot(dx, dy) || 1;
-        const nx = (-dy / len) * 3.5, ny = (dx / len) * 3.5;
-        inner += `<polygon points="${x1},${y1} ${x0 + nx},${y0 + ny} ${x0 - nx},${y0 - ny}"></polygon>`;
-      }
+    if (p.length < 8) continue; // not drawn (a grid's edges are counted on its neighbours)
+    let d = `M${p[0]},${p[1]}`;
+    for (let j = 2; j + 5 < p.length; j += 6) d += `C${p[j]},${p[j + 1]} ${p[j + 2]},${p[j + 3]} ${p[j + 4]},${p[j + 5]}`;
+    let inner = `<path d="${d}"></path>`;
+    if (e.arrow.length) {
+      const [x0, y0] = [p[p.length - 2], p[p.length - 1]];
+      const [x1, y1] = e.arrow;
+      const dx = x1 - x0, dy = y1 - y0, len = Math.hypot(dx, dy) || 1;
+      const nx = (-dy / len) * 3.5, ny = (dx / len) * 3.5;
+      inner += `<polygon points="${x1},${y1} ${x0 + nx},${y0 + ny} ${x0 - nx},${y0 - ny}"></polygon>`;
     }
     if (e.n > 1) inner += `<title>${e.n} scalar edges</title>`;
     out.push(`<g class="edge" data-edge="${e.a}>${e.b}">${inner}</g>`);
   }
+  // Labels too small to read are not drawn (a weight matrix has a thousand boxes, opened
+  // whole): they are added when the view is first zoomed in far enough to read them.
+  drawn.labelled = drawn.s * 10 >= TINY_PX;
   view.items.forEach((item, k) => {
     const cls = item.t === "g" ? "node group" : item.t === "n" ? "node scalar" : "node outside";
     let stroke = "";
@@ -158,26 +210,36 @@ function drawView(v) {
       const fam = VIEW.g.groups[item.g].family;
       stroke = ` stroke="${VIEW.style.family_colour[fam] ? darker(VIEW.style.family_colour[fam]) : "#6b7280"}"`;
     }
-    const texts = itemLines(item).map((line, j) => `<text x="7" y="${16 + j * 13}"${j === 0 ? ' class="name"' : ""}>${esc(line)}</text>`);
     out.push(`<g class="${cls}" data-item="${k}" transform="translate(${item.x - item.w / 2},${item.y - item.h / 2})">` +
       `<rect class="box" width="${item.w}" height="${item.h}" rx="4"${stroke}></rect>` +
       `<rect class="mark" x="${item.w - 11}" y="3" width="8" height="8"></rect>` +
-      `<text class="flag" x="${item.w - 22}" y="11"></text>${texts.join("")}</g>`);
+      `<text class="flag" x="${item.w - 22}" y="11"></text>${drawn.labelled ? labelMarkup(item) : ""}</g>`);
   });
   layer.innerHTML = out.join("");
-  root.replaceChildren(layer);
+  document.getElementById("camera").appendChild(layer);
   for (const ge of layer.querySelectorAll("g.edge")) drawn.edges.set(ge.getAttribute("data-edge"), ge);
   for (const gn of layer.querySelectorAll("g.node")) {
-    const rects = gn.querySelectorAll("rect");
-    const texts = [...gn.querySelectorAll("text")];
-    drawn.nodes.push({ item: view.items[drawn.nodes.length], gn, box: rects[0], mark: rects[1], flag: texts[0], texts: texts.slice(1) });
+    const [box, mark, flag, ...texts] = gn.children;
+    drawn.nodes.push({ item: view.items[drawn.nodes.length], gn, box, mark, flag, texts });
   }
   drawn.itemOf = itemIndex(view);
-  VIEW.drawn = drawn;
-  drawnCache.set(v, drawn);
-  if (drawnCache.size > CACHED_VIEWS) drawnCache.delete(drawnCache.keys().next().value);
-  refreshAll();
   return drawn;
+}
+
+function labelMarkup(item) {
+  return itemLines(item).map((line, j) => `<text x="7" y="${16 + j * 13}"${j === 0 ? ' class="name"' : ""}>${esc(line)}</text>`).join("");
+}
+
+// Zoomed in or out: labels shown only where readable, drawn the first time they are.
+function setTiny(drawn, tiny) {
+  if (!tiny && !drawn.labelled) {
+    for (const d of drawn.nodes) {
+      d.gn.insertAdjacentHTML("beforeend", labelMarkup(d.item));
+      d.texts = [...d.gn.children].slice(3);
+    }
+    drawn.labelled = true;
+  }
+  drawn.layer.classList.toggle("tiny", tiny);
 }
 
 function darker(hex) {
@@ -209,10 +271,12 @@ function itemIndex(view) {
 }
 
 // Rewrite one drawn item's numbers and fill.
-function refreshItem(k) {
-  const d = VIEW.drawn.nodes[k];
-  const lines = itemLines(d.item);
-  d.texts.forEach((t, j) => { if (t.textContent !== lines[j]) t.textContent = lines[j]; });
+function refreshItem(k, drawn = VIEW.drawn) {
+  const d = drawn.nodes[k];
+  if (d.texts.length) {
+    const lines = itemLines(d.item);
+    d.texts.forEach((t, j) => { if (t.textContent !== lines[j]) t.textContent = lines[j]; });
+  }
   d.box.setAttribute("fill", itemFill(d.item));
   const showMark = (VIEW.fill === "grad" || VIEW.fill === "data") && d.item.t !== "o" && d.item.t !== "on";
   if (showMark) {
@@ -224,8 +288,8 @@ function refreshItem(k) {
   d.flag.textContent = nonfiniteItem(d.item) ? "!" : "";
 }
 
-function refreshAll() {
-  for (let k = 0; k < VIEW.drawn.nodes.length; k++) refreshItem(k);
+function refreshAll(drawn = VIEW.drawn) {
+  for (let k = 0; k < drawn.nodes.length; k++) refreshItem(k, drawn);
 }
 
 // -- pan and zoom --------------------------------------------------------------------------
@@ -249,9 +313,10 @@ function canvasSize() {
 }
 
 function applyCamera() {
-  const root = document.getElementById("viewport");
-  root.setAttribute("transform", `translate(${camera.x},${camera.y}) scale(${camera.s})`);
-  root.classList.toggle("tiny", camera.s * 10 < TINY_PX);
+  const drawn = VIEW.drawn;
+  drawn.s = camera.s;
+  drawn.layer.setAttribute("transform", `translate(${camera.x},${camera.y}) scale(${camera.s})`);
+  setTiny(drawn, camera.s * 10 < TINY_PX);
 }
 
 function fitScale(view) {

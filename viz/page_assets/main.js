@@ -33,7 +33,8 @@ function openView(v, keepCamera) {
   VIEW.selectedItem = -1;
   markMatches();
   markPlayer();
-  if (!keepCamera) fit();
+  if (keepCamera) applyCamera();
+  else fit();
   if (VIEW.selected >= 0) selectNode(VIEW.selected, true);
 }
 
@@ -114,6 +115,31 @@ function afterSteps(touched) {
   if (node >= 0 && VIEW.drawn.itemOf[node] >= 0) reveal(VIEW.drawn.itemOf[node]);
   showProgress();
   refreshPanel();
+  prepareNext();
+}
+
+// The view the player enters next when it follows backward (-1: none ahead).
+function nextView() {
+  const g = VIEW.g;
+  const end = Math.min(g.order.length, PLAYER.k + 4096);
+  for (let k = PLAYER.k; k < end; k++) {
+    const v = g.viewOf[g.order[k]];
+    if (v !== VIEW.view) return v;
+  }
+  return -1;
+}
+
+// While the player waits between steps, draw the view it will enter next, so that the step
+// into it only puts it on screen.
+let preparing = null;
+function prepareNext() {
+  if (preparing !== null || !document.getElementById("follow").checked) return;
+  const run = () => {
+    preparing = null;
+    const v = nextView();
+    if (v >= 0 && hasView(v)) prepareView(String(v));
+  };
+  preparing = window.requestIdleCallback ? window.requestIdleCallback(run, { timeout: 250 }) : setTimeout(run, 0);
 }
 
 function refreshPanel() {
@@ -194,7 +220,7 @@ function setupKeys() {
 }
 
 function setupClicks() {
-  document.getElementById("viewport").addEventListener("click", (ev) => {
+  document.getElementById("camera").addEventListener("click", (ev) => {
     if (VIEW.dragged) return;
     const node = ev.target.closest(".node");
     if (!node) return;
@@ -258,6 +284,7 @@ function start() {
   }
   showGroup(first);
   showProgress();
+  prepareNext();
   window.mgx.ready = true;
   window.mgx.startMs = performance.now() - t0;
   window.mgx.readyAt = performance.now(); // since navigation started
