@@ -44,22 +44,38 @@ def browser_numbers(path: Path, steps: bool) -> dict[str, float]:
         )
         if steps:
             tab.evaluate("() => window.mgx.openView(0)")
-            # Steps that stay in the open view, and steps after which the view follows the node
-            # into another group (drawn anew, or put back from the views drawn lately).
-            stay, move = tab.evaluate(
-                """() => {
+            # Every step of backward, as play takes them: each in a task of its own, the browser
+            # idle in between (when the page draws the view the player enters next). Timed: the
+            # step with the page's layout after it; apart, the steps after which the view
+            # follows the node into another group, and the drawing done between steps.
+            stay, move, between = tab.evaluate(
+                """async () => {
+                    const idle = () => new Promise((r) => requestIdleCallback(() => r(), { timeout: 1000 }));
+                    const between = [];
+                    const prepare = window.prepareView;
+                    window.prepareView = (v) => {
+                        const t = performance.now();
+                        prepare(v);
+                        between.push(performance.now() - t);
+                    };
                     const stay = [], move = [];
+                    await idle();
                     while (window.mgx.step() < window.mgx.steps()) {
                         const view = window.mgx.view();
                         const t = performance.now();
                         window.mgx.stepUI();
                         document.getElementById('viewport').getBoundingClientRect();
                         (window.mgx.view() === view ? stay : move).push(performance.now() - t);
+                        await idle();
                     }
-                    return [stay, move];
+                    return [stay, move, between];
                 }"""
             )
-            for name, times in (("step", stay), ("step_into_another_group", move)):
+            for name, times in (
+                ("step", stay + move),
+                ("step_into_another_group", move),
+                ("drawing_between_steps", between),
+            ):
                 if times:
                     out[f"{name}_max_ms"], out[f"{name}_median_ms"] = max(times), statistics.median(times)
         browser.close()
@@ -84,11 +100,13 @@ def main() -> None:
             if shutil.which("chromium") is None:
                 print("  no chromium on PATH: the browser numbers need it (apt-get install -y chromium)")
                 continue
-            numbers = browser_numbers(out, steps)
-            for key, value in numbers.items():
-                print(f"  {key}: {value:.1f}")
+            runs_here = [browser_numbers(out, steps) for _ in range(runs)]
+            for key in runs_here[0]:
+                values = [numbers[key] for numbers in runs_here]
+                each = ", ".join(f"{v:.1f}" for v in values)
+                print(f"  {key}: median {statistics.median(values):.1f} of {len(values)} runs ({each})")
             if steps:
-                print("  goals: interactive <= 1000 ms, open <= 200 ms, step <= 16 ms")
+                print("  goals: interactive <= 1000 ms, open <= 200 ms, step <= 16 ms (group changes included)")
             else:
                 print("  goals: interactive <= 3000 ms, open <= 200 ms")
 

@@ -605,3 +605,51 @@ def test_alike_views_are_laid_out_once(monkeypatch):
     for view in data["views"].values():  # every laid-out box placed inside its view
         for _t, _ref, x, y, w, h, *_ in view["items"]:
             assert w / 2 - 1 <= x <= view["w"] - w / 2 + 1 and h / 2 - 1 <= y <= view["h"] - h / 2 + 1
+
+
+def test_the_view_the_player_enters_next_is_drawn_while_it_waits(page):
+    # Each step runs as play runs it, with the browser idle in between: no step that takes the
+    # view into another group adds anything to the drawing (that view was drawn ahead, off
+    # screen), and the view it shows is on screen.
+    moves, drawn_in_step, on_screen = page.js(
+        """async () => {
+            const idle = () => new Promise((r) => requestIdleCallback(() => r(), { timeout: 1000 }));
+            const watch = new MutationObserver(() => {});
+            watch.observe(document.getElementById('svg'), { childList: true, subtree: true });
+            let drawnInStep = 0, moves = 0, onScreen = true;
+            const canvas = document.getElementById('canvas').getBoundingClientRect();
+            await idle();
+            for (let k = 0; k < 150; k++) {
+                const view = window.mgx.view();
+                watch.takeRecords();
+                window.mgx.stepUI();
+                for (const r of watch.takeRecords()) {
+                    drawnInStep += [...r.addedNodes].filter((n) => n.nodeType === 1).length;
+                }
+                if (window.mgx.view() !== view) {
+                    moves++;
+                    const r = document.getElementById('viewport').getBoundingClientRect();
+                    onScreen = onScreen && r.right > canvas.left && r.left < canvas.right && r.bottom > canvas.top;
+                }
+                await idle();
+            }
+            return [moves, drawnInStep, onScreen];
+        }"""
+    )
+    assert moves > 50 and drawn_in_step == 0 and on_screen
+    assert page.js("document.querySelectorAll('#viewport').length") == 1 and page.errors == []
+
+
+def test_a_weight_matrix_opens_without_its_unreadable_labels_and_zooming_in_draws_them(page):
+    page.js("window.mgx.openGroup('layer0.mlp.fc1')")
+    items = len(page.js("window.mgx.items()"))
+    labels = "#viewport g.node text:not(.flag)"
+    assert items > 1000 and page.tab.locator(labels).count() == 0
+    page.tab.locator("#canvas").focus()
+    for _ in range(20):
+        if page.tab.locator(labels).count():
+            break
+        page.press("+")
+    assert page.tab.locator(labels).count() >= 4 * (items - 1)  # the neighbour: three lines
+    assert page.tab.locator("#viewport g.node text.name").first.is_visible()
+    assert page.errors == []
