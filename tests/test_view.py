@@ -653,3 +653,33 @@ def test_a_weight_matrix_opens_without_its_unreadable_labels_and_zooming_in_draw
     assert page.tab.locator(labels).count() >= 4 * (items - 1)  # the neighbour: three lines
     assert page.tab.locator("#viewport g.node text.name").first.is_visible()
     assert page.errors == []
+
+
+def test_a_breakpoint_set_from_the_picture_is_listed_marked_hit_and_removed(page):
+    node = "layer0.attn.h1.q[2]@pos0"
+    page.js("(id) => window.mgx.showNode(id)", node)
+    page.tab.locator("#panel-break").check()  # the panel's toggle: a breakpoint at the node's tag
+    assert page.tab.locator("#breakpoints").input_value() == node
+    assert page.js("window.mgx.breakpointItems()") == [node]
+    page.tab.locator("#canvas").focus()
+    page.press("Escape")  # the block's view: the dot is on the tensor holding the node
+    assert page.js("window.mgx.breakpointItems()") == ["layer0.attn.h1.q@pos0"]
+    page.click_item("layer0.mlp@pos0")  # shift+click: a group's key, beside the node's tag
+    page.js("window.mgx.openView(0)")
+    k = page.js("window.mgx.items().indexOf('layer0.mlp@pos0')")
+    page.tab.locator(f'#viewport g.node[data-item="{k}"]').click(modifiers=["Shift"])
+    assert page.tab.locator("#breakpoints").input_value() == f"{node}, layer0.mlp@pos0"
+    assert page.js("window.mgx.viewName()") == "graph"  # shift+click does not open it
+    assert set(page.js("window.mgx.breakpointItems()")) == {"layer0.attn@pos0", "layer0.mlp@pos0"}
+    stepper = Stepper(fresh_trace(backward=False))
+    rec = stepper.run_until([Breakpoint.parse(node), Breakpoint.parse("layer0.mlp@pos0")])
+    page.tab.locator("#canvas").focus()
+    page.press("c")
+    assert page.js("window.mgx.step()") == rec.number
+    page.js("window.mgx.openView(0)")  # the player followed the node into its view
+    page.tab.locator(f'#viewport g.node[data-item="{k}"]').click(modifiers=["Shift"])  # off again
+    page.js("(id) => window.mgx.showNode(id)", node)
+    assert page.tab.locator("#panel-break").is_checked()
+    page.tab.locator("#panel-break").uncheck()
+    assert page.tab.locator("#breakpoints").input_value() == ""
+    assert page.js("window.mgx.breakpointItems()") == [] and page.errors == []

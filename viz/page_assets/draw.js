@@ -235,7 +235,7 @@ function setTiny(drawn, tiny) {
   if (!tiny && !drawn.labelled) {
     for (const d of drawn.nodes) {
       d.gn.insertAdjacentHTML("beforeend", labelMarkup(d.item));
-      d.texts = [...d.gn.children].slice(3);
+      d.texts = [...d.gn.querySelectorAll("text:not(.flag)")];
     }
     drawn.labelled = true;
   }

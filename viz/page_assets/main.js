@@ -32,6 +32,7 @@ function openView(v, keepCamera) {
     .join('<span class="sep">›</span>');
   VIEW.selectedItem = -1;
   markMatches();
+  markBreakpoints();
   markPlayer();
   if (keepCamera) applyCamera();
   else fit();
@@ -225,6 +226,13 @@ function setupClicks() {
     const node = ev.target.closest(".node");
     if (!node) return;
     const k = Number(node.getAttribute("data-item"));
+    if (ev.shiftKey) {  // shift+click: a breakpoint on it, or off
+      const pattern = breakpointPattern(VIEW.drawn.view.items[k]);
+      if (pattern === null) message("an untagged node has no tag pattern: break at it by op (op:NAME)");
+      else message(`${toggleBreakpoint(pattern) ? "breakpoint set" : "breakpoint removed"}: ${pattern}`);
+      selectItem(k);
+      return;
+    }
     selectItem(k);
     activate(k);
   });
@@ -236,6 +244,10 @@ function setupClicks() {
     const a = ev.target.closest("a[data-node]");
     if (a) showNodeInView(Number(a.getAttribute("data-node")));
   });
+  document.getElementById("panel").addEventListener("change", (ev) => {
+    if (ev.target.id === "panel-break") toggleBreakpoint(ev.target.getAttribute("data-pattern"));
+  });
+  document.getElementById("breakpoints").addEventListener("input", () => markBreakpoints());
   const on = (id, f) => document.getElementById(id).addEventListener("click", f);
   on("step", actions.step);
   on("back", actions.back);
@@ -311,6 +323,7 @@ window.mgx = {
   showNode: (id) => showNodeInView(VIEW.g.idIndex.get(id)),
   adam: (id) => VIEW.g.raw.adam[String(VIEW.g.idIndex.get(id))] || null,
   fill: () => VIEW.fill,
+  breakpointItems: () => VIEW.drawn.nodes.filter((d) => d.gn.querySelector("circle.bp")).map((d) => window.mgx.items()[VIEW.drawn.nodes.indexOf(d)]),
   itemFills: () => VIEW.drawn.nodes.map((d) => d.box.getAttribute("fill")),
 };
 

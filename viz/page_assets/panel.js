@@ -28,6 +28,7 @@ function showNode(i) {
   parts.push(row([["grad now"], [`<span id="panel-grad">${fmtg(VIEW.grads[i], 6)}</span>`]]));
   parts.push(row([["grad (backward)"], [fmtg(g.finalGrad[i], 6)]]));
   parts.push("</table>");
+  parts.push(breakpointToggle(tag, "an untagged node has no tag pattern: break at it by op (op:NAME)"));
   if (g.compare) {
     // As mgx diff graph: this node on side B, and the differences B - A.
     const c = g.compare;
@@ -85,6 +86,16 @@ function showNode(i) {
   document.getElementById("panel").innerHTML = parts.join("");
 }
 
+// The toggle that sets (or removes) a breakpoint at a tag pattern, saying what it selects.
+function breakpointToggle(pattern, otherwise) {
+  if (pattern === null) return otherwise ? `<div class="bp-toggle">${esc(otherwise)}</div>` : "";
+  let n;
+  try { n = selectNodes(VIEW.g, pattern).length; } catch (err) { return ""; } // not a pattern
+  const on = breakpointTexts().includes(pattern);
+  return `<label class="bp-toggle"><input type="checkbox" id="panel-break" data-pattern="${esc(pattern).replace(/"/g, "&quot;")}"${on ? " checked" : ""}> ` +
+    `breakpoint at <span class="mono">${esc(pattern)}</span> (${n.toLocaleString("en")} node${n === 1 ? "" : "s"}; shift+click)</label>`;
+}
+
 function magnitude(x) {
   return Number.isNaN(x) ? Infinity : Math.abs(x);
 }
@@ -107,6 +118,7 @@ function showGroup(v) {
   }
   parts.push(row([["grad now"], [`<span id="panel-grad">${esc(summaryText(values))}</span>`]]));
   parts.push("</table><div>summaries over the group's outputs; open it (Enter, click) for its members</div>");
+  parts.push(breakpointToggle(group.key, ""));
   document.getElementById("panel").innerHTML = parts.join("");
 }
 

@@ -84,9 +84,48 @@ function parseBreakpoint(text) {
   return { kind: "pattern", text, hits: new Set(hits) };
 }
 
+function breakpointTexts() {
+  return document.getElementById("breakpoints").value.split(",").map((t) => t.trim()).filter((t) => t);
+}
+
 function readBreakpoints() {
-  const text = document.getElementById("breakpoints").value;
-  return text.split(",").filter((t) => t.trim()).map(parseBreakpoint);
+  return breakpointTexts().map(parseBreakpoint);
+}
+
+// Breakpoints set from the picture (the panel's toggle, shift+click): the tag pattern of a
+// node (its tag) or of a group (its key) goes into the breakpoints box, in the stepper's own
+// language, listed there with the typed ones; setting it again takes it out.
+function breakpointPattern(item) {
+  if (item.t === "n" || item.t === "on") return VIEW.g.tagOf(item.i);
+  return VIEW.g.groups[item.g].key || null;
+}
+
+function toggleBreakpoint(pattern) {
+  const list = breakpointTexts();
+  const at = list.indexOf(pattern);
+  if (at >= 0) list.splice(at, 1);
+  else list.push(pattern);
+  document.getElementById("breakpoints").value = list.join(", ");
+  markBreakpoints();
+  return at < 0;
+}
+
+// A red dot on each drawn item holding a node a pattern breakpoint stops at.
+function markBreakpoints() {
+  const d = VIEW.drawn;
+  if (!d) return;
+  const marked = new Set();
+  for (const text of breakpointTexts()) {
+    let bp;
+    try { bp = parseBreakpoint(text); } catch (err) { continue; } // a typed one being edited
+    if (bp.kind !== "pattern") continue;
+    for (const i of bp.hits) if (d.itemOf[i] >= 0) marked.add(d.itemOf[i]);
+  }
+  d.nodes.forEach((x, k) => {
+    const dot = x.gn.querySelector("circle.bp");
+    if (marked.has(k) && !dot) x.box.insertAdjacentHTML("afterend", '<circle class="bp" cx="0" cy="0" r="5"><title>breakpoint</title></circle>');
+    else if (!marked.has(k) && dot) dot.remove();
+  });
 }
 
 const above = (x, t) => Number.isNaN(x) || Math.abs(x) > t;
