@@ -683,3 +683,22 @@ def test_a_breakpoint_set_from_the_picture_is_listed_marked_hit_and_removed(page
     page.tab.locator("#panel-break").uncheck()
     assert page.tab.locator("#breakpoints").input_value() == ""
     assert page.js("window.mgx.breakpointItems()") == [] and page.errors == []
+
+
+def test_a_large_view_draws_the_edges_to_its_neighbours(page):
+    data = page_data(build_token_graph(CHOICE, backward=False).graph)
+    large = [v for v in data["views"].values() if v.get("straight")]
+    assert large  # laid out without their neighbours, which are placed around them
+    for view in large:
+        for _t, _ref, x, y, w, h, *_ in view["items"]:
+            assert w / 2 - 1 <= x <= view["w"] - w / 2 + 1 and h / 2 - 1 <= y <= view["h"] - h / 2 + 1
+    page.js("window.mgx.openGroup('probs[4]@pos0')")
+    drawn = page.js(
+        """() => [...document.querySelectorAll('#viewport g.edge')].filter((e) => e.querySelector('path'))
+            .map((e) => e.getAttribute('data-edge'))"""
+    )
+    items = page.js("window.mgx.items()")
+    edges = data["views"][str(page.js("window.mgx.view()"))]["edges"]
+    assert len(items) > 24 and len(drawn) == len(edges)
+    assert f"{items.index('logits@pos0')}>{items.index('probs@pos0#1')}" in drawn  # from the neighbour above
+    assert f"{items.index('probs[4]@pos0')}>{items.index('loss@pos0')}" in drawn  # to the one below

@@ -529,19 +529,24 @@ def page_data(
         views.append(view)
         inside = len(group.children)
         if not _grid(trace, view, inside):
-            laid_out.append(view)
             # Edges from and to the neighbours cost a large view most of its layout time (dot
             # routes each across every rank: 1.3 s instead of 0.03 s for an atomic dot product
-            # of 64 terms), so there they are counted on the neighbours' labels instead.
+            # of 64 terms), so there the members are laid out alone, and the neighbours put in
+            # a row above and one below them, their edges drawn straight (_place_neighbours).
+            alone = inside > ROUTED_UP_TO
+            laid_out.append((view, inside if alone else None))
             edges = [(e["a"], e["b"], e["n"]) for e in view["edges"]]
-            if inside > ROUTED_UP_TO:
-                edges = [(a, b, m) for a, b, m in edges if a < inside and b < inside]
             rows = _view_rows(view, groups, g, facts_graph, level_rows)
-            sources.append(
-                _view_source("view", view["items"], edges, rows)
-            )  # named alike: alike views are laid out once
-    for view, laid in zip(laid_out, _run_layout(program, sources)):
+            items = view["items"]
+            if alone:
+                items = items[:inside]
+                edges = [(a, b, m) for a, b, m in edges if a < inside and b < inside]
+                rows = [(row, chained) for row, chained in rows if all(k < inside for k in row)]
+            sources.append(_view_source("view", items, edges, rows))  # named alike: alike views are laid out once
+    for (view, alone), laid in zip(laid_out, _run_layout(program, sources)):
         _apply_layout(view, laid)
+        if alone is not None:
+            _place_neighbours(view, alone)
 
     for view in views:  # compact rows (a whole name's atomic page has 1,800 views): draw.js expands them
         view["items"] = [_item_row(item) for item in view["items"]]
@@ -599,7 +604,7 @@ def page_data(
     }
 
 
-ROUTED_UP_TO = 24  # views with more members than this leave the neighbours' edges out of the layout
+ROUTED_UP_TO = 24  # views with more members than this are laid out without their neighbours
 GRID_FROM = 12  # members with no edges among them, from this many on, are drawn as a grid
 GAP = 12.0
 
@@ -609,8 +614,8 @@ def _grid(trace: Trace, view: dict[str, Any], inside: int) -> bool:
     probabilities) as the grid they are: rows and columns by element index where each has
     two, else rows of about the square root of their number; the neighbours that feed them
     in a row above, those they feed below. Not a graph layout: nothing is routed, and the
-    edges are counted on the neighbours' labels instead of drawn. False when the view does
-    not qualify (dot lays it out)."""
+    edges are counted on the neighbours' labels instead of drawn (lines from one box to every
+    cell would cross the cells between). False when the view does not qualify (dot lays it out)."""
     items = view["items"]
     members, outside = items[:inside], items[inside:]
     if inside < GRID_FROM or any(e["a"] < inside and e["b"] < inside for e in view["edges"]):
@@ -646,6 +651,53 @@ def _grid(trace: Trace, view: dict[str, Any], inside: int) -> bool:
     for e in view["edges"]:
         e["path"], e["arrow"] = [], []
     return True
+
+
+def _place_neighbours(view: dict[str, Any], inside: int) -> None:
+    """Put the neighbours of a view whose members were laid out alone around them: those that
+    feed the members in a row above, the others in a row below, each row in the order of the
+    members it connects to (their mean x), centred. Not a graph layout: their edges are drawn
+    straight from box to box by the page (``straight``), nothing is routed."""
+    items = view["items"]
+    if len(items) == inside:
+        return
+    ends: dict[int, list[float]] = {}
+    feeds = set()
+    for e in view["edges"]:
+        a, b = e["a"], e["b"]
+        if a >= inside:
+            feeds.add(a)
+            ends.setdefault(a, []).append(items[b]["x"])
+        elif b >= inside:
+            ends.setdefault(b, []).append(items[a]["x"])
+    order = sorted(range(inside, len(items)), key=lambda k: (sum(ends.get(k, [0])) / len(ends.get(k, [0])), k))
+    above = [k for k in order if k in feeds]
+    below = [k for k in order if k not in feeds]
+    fan = 4 * GAP  # room for the edges fanning out of a row
+    dy = max((items[k]["h"] for k in above), default=0) + GAP + fan if above else 0
+    rows_w = [sum(items[k]["w"] + GAP for k in row) - GAP for row in (above, below)]
+    width = max(view["w"], *(w + 2 * GAP for w in rows_w))
+    dx = (width - view["w"]) / 2  # the members centred under a wider row
+
+    def moved(points: list[float]) -> list[float]:
+        return [round(v + (dy if j % 2 else dx)) for j, v in enumerate(points)]
+
+    for item in items[:inside]:
+        item["x"], item["y"] = round(item["x"] + dx, 1), round(item["y"] + dy, 1)
+    for cluster in view["clusters"]:
+        cluster["x"], cluster["y"] = round(cluster["x"] + dx, 1), round(cluster["y"] + dy, 1)
+    for e in view["edges"]:
+        e["path"], e["arrow"] = moved(e["path"]), moved(e["arrow"])
+    bottom = dy + view["h"] + fan
+    for row, row_w, top in ((above, rows_w[0], GAP), (below, rows_w[1], bottom)):
+        x = (width - row_w) / 2
+        for k in row:
+            item = items[k]
+            item["x"], item["y"] = round(x + item["w"] / 2, 1), round(top + item["h"] / 2, 1)
+            x += item["w"] + GAP
+    view["w"] = round(width, 1)
+    view["h"] = round(bottom + max(items[k]["h"] for k in below) + GAP if below else dy + view["h"], 1)
+    view["straight"] = 1
 
 
 def _item_row(item: dict[str, Any]) -> list[Any]:

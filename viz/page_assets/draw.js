@@ -185,14 +185,17 @@ function drawLayer(v) {
       `<text x="${c.x + 6}" y="${c.y + 13}" fill="${colour}">${esc(c.name.split(".").pop())}</text></g>`);
   }
   for (const e of view.edges) {
-    const p = e.path;
-    if (p.length < 8) continue; // not drawn (a grid's edges are counted on its neighbours)
+    let p = e.path, arrow = e.arrow;
+    if (p.length < 8) {
+      if (!view.straight) continue; // not drawn (a grid's edges are counted on its neighbours)
+      [p, arrow] = straightEdge(view.items[e.a], view.items[e.b]);
+    }
     let d = `M${p[0]},${p[1]}`;
     for (let j = 2; j + 5 < p.length; j += 6) d += `C${p[j]},${p[j + 1]} ${p[j + 2]},${p[j + 3]} ${p[j + 4]},${p[j + 5]}`;
     let inner = `<path d="${d}"></path>`;
-    if (e.arrow.length) {
+    if (arrow.length) {
       const [x0, y0] = [p[p.length - 2], p[p.length - 1]];
-      const [x1, y1] = e.arrow;
+      const [x1, y1] = arrow;
       const dx = x1 - x0, dy = y1 - y0, len = Math.hypot(dx, dy) || 1;
       const nx = (-dy / len) * 3.5, ny = (dx / len) * 3.5;
       inner += `<polygon points="${x1},${y1} ${x0 + nx},${y0 + ny} ${x0 - nx},${y0 - ny}"></polygon>`;
@@ -224,6 +227,18 @@ function drawLayer(v) {
   }
   drawn.itemOf = itemIndex(view);
   return drawn;
+}
+
+// An edge to a neighbour placed beside a large view (viz.page._place_neighbours): a straight
+// line from one box's edge to the other's, as a path of one cubic and the arrow's tip.
+function straightEdge(a, b) {
+  const down = a.y < b.y ? 1 : -1;
+  const [x0, y0] = [a.x, a.y + (down * a.h) / 2];
+  const [x1, y1] = [b.x, b.y - (down * b.h) / 2];
+  const len = Math.hypot(x1 - x0, y1 - y0) || 1;
+  const [ex, ey] = [x1 - ((x1 - x0) / len) * 7, y1 - ((y1 - y0) / len) * 7]; // the arrow's base
+  const at = (t) => [x0 + (ex - x0) * t, y0 + (ey - y0) * t];
+  return [[x0, y0, ...at(1 / 3), ...at(2 / 3), ex, ey], [x1, y1]];
 }
 
 function labelMarkup(item) {
