@@ -488,7 +488,9 @@ def test_every_box_is_placed_inside_its_view(program):
         assert view["items"], view["group"]
         for _t, _ref, x, y, w, h, *_ in view["items"]:
             assert w / 2 - 1 <= x <= view["w"] - w / 2 + 1 and h / 2 - 1 <= y <= view["h"] - h / 2 + 1
-        for _a, _b, _n, path, _arrow in view["edges"]:
+        paths = data["edge_paths"][view["paths"]]
+        assert len(paths) == len(view["edges"])
+        for path, _arrow in paths:
             assert not path or (len(path) - 2) % 6 == 0  # a start point, then cubic Béziers
 
 
@@ -602,6 +604,7 @@ def test_alike_views_are_laid_out_once(monkeypatch):
     built = build_token_graph(TokenChoice(word="emma", granularity="atomic"), backward=False)
     data = page_data(built.graph)
     assert len(laid_out) == len(set(laid_out)) < len(data["views"]) / 3
+    assert len(data["edge_paths"]) < len(data["views"]) / 3  # and their edges' paths written once
     for view in data["views"].values():  # every laid-out box placed inside its view
         for _t, _ref, x, y, w, h, *_ in view["items"]:
             assert w / 2 - 1 <= x <= view["w"] - w / 2 + 1 and h / 2 - 1 <= y <= view["h"] - h / 2 + 1

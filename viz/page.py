@@ -548,9 +548,20 @@ def page_data(
         if alone is not None:
             _place_neighbours(view, alone)
 
-    for view in views:  # compact rows (a whole name's atomic page has 1,800 views): draw.js expands them
+    # Compact rows (a whole name's atomic page has 1,800 views): draw.js expands them. The
+    # edges' drawn paths, view by view, are written once for the views laid out alike (118
+    # different lists among yuheng's 1,819 views: 0.3 MB instead of 3.9 MB).
+    path_lists: dict[str, int] = {}
+    edge_paths: list[list] = []
+    for view in views:
         view["items"] = [_item_row(item) for item in view["items"]]
-        view["edges"] = [[e["a"], e["b"], e["n"], e["path"], e["arrow"]] for e in view["edges"]]
+        paths = [[e["path"], e["arrow"]] for e in view["edges"]]
+        key = json.dumps(paths, separators=(",", ":"))
+        if key not in path_lists:
+            path_lists[key] = len(edge_paths)
+            edge_paths.append(paths)
+        view["paths"] = path_lists[key]
+        view["edges"] = [[e["a"], e["b"], e["n"]] for e in view["edges"]]
     open_group = 0
     if level == "tensor":
         open_group = -1  # every block open: the page starts on the tensor view
@@ -588,6 +599,7 @@ def page_data(
         "groups": group_out,
         "view_of": view_of,
         "views": {str(v["group"]): v for v in views},
+        "edge_paths": edge_paths,
         "attention": [
             {"head": h.head, "rows": [[pos, cells] for pos, cells in h.rows]} for h in attention_weights(trace)
         ],

@@ -97,7 +97,8 @@ function expandView(view) {
     else if (extra !== undefined) item.edges = extra;
     return item;
   });
-  view.edges = view.edges.map(([a, b, n, path, arrow]) => ({ a, b, n, path, arrow }));
+  const paths = VIEW.g.raw.edge_paths[view.paths]; // shared by the views laid out alike
+  view.edges = view.edges.map(([a, b, n], j) => ({ a, b, n, path: paths[j][0], arrow: paths[j][1] }));
   view.expanded = true;
   return view;
 }
