@@ -209,17 +209,27 @@ def test_boxes_fit_the_screen_and_their_labels_fit_their_boxes(page):
 
 
 def test_open_groups_down_to_a_scalar_and_back_up(page):
-    page.click_item("layer0.attn@pos0")
-    assert page.js("window.mgx.viewName()") == "layer0.attn@pos0"
-    assert "graph" in page.text("#crumbs")
+    top = page.js("window.mgx.items()")
+    page.click_item("layer0.attn@pos0")  # a block opens in place: its tensors among the other blocks
+    assert page.js("window.mgx.viewName()") == "graph" and page.js("window.mgx.opened()") == "layer0.attn@pos0"
+    items = page.js("window.mgx.items()")
+    assert "layer0.attn@pos0" not in items and "layer0.attn.h0.q@pos0" in items
+    assert set(top) - {"layer0.attn@pos0"} <= set(items)  # the others stay collapsed around it
+    assert page.tab.locator("#viewport g.cluster text", has_text="attn@pos0").count() == 1
+    assert "open in place" in page.text("#crumbs")
     page.click_item("layer0.attn.h0.q@pos0")
     assert page.js("window.mgx.viewName()") == "layer0.attn.h0.q@pos0"
     page.click_item("layer0.attn.h0.q[1]@pos0")
     assert page.text("#panel-id") == "layer0.attn.h0.q[1]@pos0"
     assert page.text("#panel-op") == "dot"
     assert "local ∂ × upstream = contribution" in page.text("#panel")
-    page.press("Escape")
-    assert page.js("window.mgx.viewName()") == "layer0.attn@pos0"
+    page.press("Escape")  # back where the tensor was opened from: the block open in place
+    assert page.js("window.mgx.viewName()") == "graph" and page.js("window.mgx.opened()") == "layer0.attn@pos0"
+    page.press("Escape")  # closes it
+    assert page.js("window.mgx.opened()") is None and page.js("window.mgx.items()") == top
+    page.js("window.mgx.openGroup('layer0.attn.h0.q@pos0')")
+    page.tab.locator("#crumbs a", has_text="layer0.attn@pos0").click()  # the block's own view, by the crumbs
+    assert page.js("window.mgx.viewName()") == "layer0.attn@pos0" and page.js("window.mgx.opened()") is None
     page.press("Escape")
     assert page.js("window.mgx.viewName()") == "graph"
     assert page.errors == []
@@ -705,3 +715,27 @@ def test_a_large_view_draws_the_edges_to_its_neighbours(page):
     assert len(items) > 24 and len(drawn) == len(edges)
     assert f"{items.index('logits@pos0')}>{items.index('probs@pos0#1')}" in drawn  # from the neighbour above
     assert f"{items.index('probs[4]@pos0')}>{items.index('loss@pos0')}" in drawn  # to the one below
+
+
+def test_a_group_open_in_place_counts_every_edge_between_the_items_drawn():
+    from viz.page import _tree
+
+    built = build_token_graph(TokenChoice(word="emma"), backward=False)
+    trace = built.trace
+    data = page_data(built.graph)
+    groups, _ = _tree(trace, None)
+    assert len(data["open_views"]) >= 5
+    for opened, view in data["open_views"].items():
+        item_of = {}  # node -> the item drawing it, the brute-force way
+        for k, (t, ref, *_) in enumerate(view["items"]):
+            for i in groups[ref].members if t == "g" else [ref]:
+                item_of[i] = k
+        assert len(item_of) == len(trace)  # every node drawn, once
+        drawn = {(t, ref) for t, ref, *_ in view["items"]}
+        assert set(groups[int(opened)].children) <= drawn and ("g", int(opened)) not in drawn
+        counts = {}
+        for i, kids in enumerate(trace.child_indices):
+            for child in kids:
+                if item_of[child] != item_of[i]:
+                    counts[(item_of[child], item_of[i])] = counts.get((item_of[child], item_of[i]), 0) + 1
+        assert {(a, b): n for a, b, n in view["edges"]} == counts

@@ -279,25 +279,18 @@ def _view_source(
     return "\n".join(lines) + "\n"
 
 
-LAYOUT_BATCH = 64  # views per run of the layout program, beyond which the runs go in parallel
-
-
 def _run_layout(program: str, sources: list[str]) -> list[dict]:
     """Lay out many views: each different source once (the views of a whole name's elements
     repeat a few shapes: 111 different ones among the 1,754 views of ``yuheng``'s atomic
-    page), in batches, each batch in one run of the program (which writes one JSON object
-    per graph), two runs at a time (start-up is small beside a large page's layout, and a
-    second core halves it)."""
-    unique = list(dict.fromkeys(sources))
-    if len(unique) <= LAYOUT_BATCH:
-        laid = _run_layout_batch(program, unique)
-    else:
-        from concurrent.futures import ThreadPoolExecutor
+    page), each in a run of the program of its own, two runs at a time. One run could lay
+    out many graphs, but graphviz's dot (2.43) then lays some of them out differently from
+    one run to the next (state left over from the graphs before), and the page must be the
+    same bytes for the same inputs."""
+    from concurrent.futures import ThreadPoolExecutor
 
-        half = (len(unique) + 1) // 2
-        with ThreadPoolExecutor(2) as pool:
-            parts = list(pool.map(lambda batch: _run_layout_batch(program, batch), [unique[:half], unique[half:]]))
-        laid = parts[0] + parts[1]
+    unique = list(dict.fromkeys(sources))
+    with ThreadPoolExecutor(2) as pool:
+        laid = [out for outs in pool.map(lambda source: _run_layout_batch(program, [source]), unique) for out in outs]
     by_source = dict(zip(unique, laid))
     return [by_source[source] for source in sources]
 
@@ -521,13 +514,24 @@ def page_data(
         depth: reading_rows(graph, list(key_edge_counts(trace, graph.base_keys)))
         for depth, graph in facts_graph.items()
     }
-    views, sources, laid_out = [], [], []
-    for g, group in enumerate(groups):
-        if len(group.children) < 2 and g:
-            continue
-        view = _view(trace, groups, group_out, g, view_of)
-        views.append(view)
-        inside = len(group.children)
+    # Each group's view, then the top's drawing with each of its groups open in place (those of
+    # at most OPEN_IN_PLACE_UP_TO members: the top's other groups stay collapsed around it).
+    specs = [(g, None) for g, group in enumerate(groups) if len(group.children) >= 2 or not g]
+    specs += [
+        (0, c) for kind, c in groups[0].children if kind == "g" and 2 <= len(groups[c].children) <= OPEN_IN_PLACE_UP_TO
+    ]
+    views, open_views, sources, laid_out = [], [], [], []
+    top = None
+    for g, opened in specs:
+        if opened is None:
+            view = _view(trace, groups, group_out, g, view_of)
+            views.append(view)
+            if g == 0:
+                top = _copied(view)
+        else:
+            view = _open_view(trace, groups, group_out, top, opened)
+            open_views.append(view)
+        inside = len(view["items"]) - sum(1 for item in view["items"] if item["t"] in ("o", "on"))
         if not _grid(trace, view, inside):
             # Edges from and to the neighbours cost a large view most of its layout time (dot
             # routes each across every rank: 1.3 s instead of 0.03 s for an atomic dot product
@@ -538,6 +542,10 @@ def page_data(
             edges = [(e["a"], e["b"], e["n"]) for e in view["edges"]]
             rows = _view_rows(view, groups, g, facts_graph, level_rows)
             items = view["items"]
+            if opened is not None:  # the open group's members are not on its rank in the rows
+                block = {k for k, item in enumerate(items) if item.get("opened")}
+                rows = [([k for k in row if k not in block], chained) for row, chained in rows]
+                rows = [(row, chained) for row, chained in rows if len(row) > 1]
             if alone:
                 items = items[:inside]
                 edges = [(a, b, m) for a, b, m in edges if a < inside and b < inside]
@@ -553,7 +561,7 @@ def page_data(
     # different lists among yuheng's 1,819 views: 0.3 MB instead of 3.9 MB).
     path_lists: dict[str, int] = {}
     edge_paths: list[list] = []
-    for view in views:
+    for view in views + open_views:
         view["items"] = [_item_row(item) for item in view["items"]]
         paths = [[e["path"], e["arrow"]] for e in view["edges"]]
         key = json.dumps(paths, separators=(",", ":"))
@@ -599,6 +607,7 @@ def page_data(
         "groups": group_out,
         "view_of": view_of,
         "views": {str(v["group"]): v for v in views},
+        "open_views": {str(v["opened"]): v for v in open_views},
         "edge_paths": edge_paths,
         "attention": [
             {"head": h.head, "rows": [[pos, cells] for pos, cells in h.rows]} for h in attention_weights(trace)
@@ -617,6 +626,7 @@ def page_data(
 
 
 ROUTED_UP_TO = 24  # views with more members than this are laid out without their neighbours
+OPEN_IN_PLACE_UP_TO = 40  # groups of the top with more members than this open as a view of their own
 GRID_FROM = 12  # members with no edges among them, from this many on, are drawn as a grid
 GAP = 12.0
 
@@ -845,12 +855,7 @@ def _view(trace: Trace, groups: list[Group], info: list[dict], g: int, view_of: 
         into = sum(m for (a, b), m in counts.items() if a == k)
         out_of = sum(m for (a, b), m in counts.items() if b == k)
         items[k]["edges"] = [into, out_of]
-    size: dict[str, int] = {}
-    for item in items:
-        for cl in item["clusters"]:
-            size[cl] = size.get(cl, 0) + 1
-    for item in items:
-        item["clusters"] = [cl for cl in item["clusters"] if size[cl] > 1]
+    _drop_lone_clusters(items)
     return {
         "group": g,
         "items": items,
@@ -859,6 +864,64 @@ def _view(trace: Trace, groups: list[Group], info: list[dict], g: int, view_of: 
         "w": 0,
         "h": 0,
     }
+
+
+def _drop_lone_clusters(items: list[dict[str, Any]]) -> None:
+    """Clusters around one item only are not drawn."""
+    size: dict[str, int] = {}
+    for item in items:
+        for cl in item["clusters"]:
+            size[cl] = size.get(cl, 0) + 1
+    for item in items:
+        item["clusters"] = [cl for cl in item["clusters"] if size[cl] > 1]
+
+
+def _copied(view: dict[str, Any]) -> dict[str, Any]:
+    """A view's items and edges, copied before the layout places them."""
+    return {
+        "items": [{**item, "clusters": list(item["clusters"])} for item in view["items"]],
+        "edges": [dict(e) for e in view["edges"]],
+    }
+
+
+def _open_view(trace: Trace, groups: list[Group], info: list[dict], top: dict[str, Any], b: int) -> dict[str, Any]:
+    """The top's drawing with its group ``b`` open in place: b's members (in a cluster named
+    by b's key) among the top's other groups, which stay collapsed. The edges between the
+    other groups are the top's; only those of b's members are counted here."""
+    block = groups[b]
+    old = next(k for k, item in enumerate(top["items"]) if item["t"] == "g" and item["g"] == b)
+    items = [{**item, "clusters": list(item["clusters"])} for k, item in enumerate(top["items"]) if k != old]
+    new_index = [k if k < old else k - 1 for k in range(len(top["items"]))]
+    counts: dict[tuple[int, int], int] = {}
+    for e in top["edges"]:
+        if old not in (e["a"], e["b"]):
+            counts[(new_index[e["a"]], new_index[e["b"]])] = e["n"]
+    # Each node -> its item: the top's other groups by their members, b's members by b's children.
+    item_of_node: dict[int, int] = {}
+    for k, item in enumerate(items):
+        for i in groups[item["g"]].members if item["t"] == "g" else [item["i"]]:
+            item_of_node[i] = k
+    own = set(block.clusters) | {block.key}
+    mine = set(block.members)
+    for kind, c in block.children:
+        item = _item(trace, groups, info, kind, c, block.key)
+        item["clusters"] = [*block.clusters, block.key, *(cl for cl in item["clusters"] if cl not in own)]
+        item["opened"] = True
+        for i in groups[c].members if kind == "g" else [c]:
+            item_of_node[i] = len(items)
+        items.append(item)
+    for i in block.members:
+        k = item_of_node[i]
+        for child in trace.child_indices[i]:
+            a = item_of_node[child]
+            if a != k:
+                counts[(a, k)] = counts.get((a, k), 0) + 1
+        for e in trace.consumers[i]:
+            if e.parent not in mine:
+                counts[(k, item_of_node[e.parent])] = counts.get((k, item_of_node[e.parent]), 0) + 1
+    _drop_lone_clusters(items)
+    edges = [{"a": a, "b": c, "n": m} for (a, c), m in sorted(counts.items())]
+    return {"group": 0, "opened": b, "items": items, "edges": edges, "clusters": [], "w": 0, "h": 0}
 
 
 def _item(trace: Trace, groups: list[Group], info: list[dict], kind: str, c: int, parent_key: str) -> dict[str, Any]:

@@ -4,7 +4,7 @@
 "use strict";
 
 function blockKind(path) {
-  const last = path.split(".").pop();
+  const last = path.split("@")[0].split(".").pop();
   return last in VIEW.style.block_colour ? last : "other";
 }
 
@@ -85,6 +85,11 @@ function nonfiniteItem(item) {
   return itemValue(item, VIEW.grads)[1] || itemValue(item, VIEW.g.data)[1];
 }
 
+// A drawing by its key: a group's view ("12"), or the top's with a group open ("open:12").
+function viewData(v) {
+  return v.startsWith("open:") ? VIEW.g.raw.open_views[v.slice(5)] : VIEW.g.views[v];
+}
+
 // A view as viz/page.py writes it (rows, to keep a large page small) made into objects,
 // once, when it is first drawn.
 function expandView(view) {
@@ -159,7 +164,7 @@ function evictViews() {
 // done now, not when it is shown), unless it is so drawn already.
 function prepareView(v) {
   const cached = drawnCache.get(v);
-  const s = openingScale(expandView(VIEW.g.views[v]));
+  const s = openingScale(expandView(viewData(v)));
   if (cached && cached.s === s) return;
   const drawn = cached || drawView(v, true);
   drawn.s = s;
@@ -170,7 +175,7 @@ function prepareView(v) {
 }
 
 function drawLayer(v) {
-  const view = expandView(VIEW.g.views[v]);
+  const view = expandView(viewData(v));
   const layer = document.createElementNS("http://www.w3.org/2000/svg", "g");
   const drawn = { view, group: v, nodes: [], edges: new Map(), itemOf: null, layer, s: openingScale(view) };
   layer.setAttribute("class", "layer");

@@ -3,7 +3,7 @@
 
 "use strict";
 
-const VIEW = { g: null, grads: null, fill: "grad", drawn: null, view: 0, selected: -1, selectedItem: -1, style: null };
+const VIEW = { g: null, grads: null, fill: "grad", drawn: null, view: 0, opened: -1, enteredFrom: -1, selected: -1, selectedItem: -1, style: null };
 
 function message(text) {
   const box = document.getElementById("message");
@@ -21,15 +21,20 @@ function groupName(v) {
   return v === 0 ? "graph" : VIEW.g.groups[v].key;
 }
 
-// Open the view of group v (a group with members to show).
-function openView(v, keepCamera) {
+// Open the view of group v (a group with members to show); or, with `opened`, the top's
+// drawing with that group of it open in place (its members in a cluster, the other groups
+// collapsed around it).
+function openView(v, keepCamera, opened = -1) {
   VIEW.view = v;
-  drawView(String(v));
+  VIEW.opened = opened;
+  drawView(opened >= 0 ? `open:${opened}` : String(v));
   const crumbs = [];
   for (let u = v; u >= 0; u = u === 0 ? -1 : VIEW.g.groups[u].parent) crumbs.unshift(u);
-  document.getElementById("crumbs").innerHTML = crumbs
-    .map((u) => (u === v ? `<b>${esc(groupName(u))}</b>` : `<a data-view="${u}">${esc(groupName(u))}</a>`))
+  let html = crumbs
+    .map((u) => (u === v && opened < 0 ? `<b>${esc(groupName(u))}</b>` : `<a data-view="${u}">${esc(groupName(u))}</a>`))
     .join('<span class="sep">›</span>');
+  if (opened >= 0) html += `<span class="sep">›</span><b>${esc(groupName(opened))}</b> <span class="note">(open in place; Esc closes it)</span>`;
+  document.getElementById("crumbs").innerHTML = html;
   VIEW.selectedItem = -1;
   markMatches();
   markBreakpoints();
@@ -39,10 +44,24 @@ function openView(v, keepCamera) {
   if (VIEW.selected >= 0) selectNode(VIEW.selected, true);
 }
 
+function hasOpenView(g) {
+  return Object.prototype.hasOwnProperty.call(VIEW.g.raw.open_views, String(g));
+}
+
+// Esc: close the group open in place; or go up a level (back into the top's drawing with the
+// group open in place, where the view was entered from it).
 function up() {
-  if (VIEW.view === 0) return;
   const from = VIEW.view;
-  openView(VIEW.g.groups[from].parent);
+  if (from === 0) {
+    const opened = VIEW.opened;
+    if (opened < 0) return;
+    openView(0);
+    selectItem(VIEW.drawn.view.items.findIndex((it) => it.t === "g" && it.g === opened));
+    return;
+  }
+  const parent = VIEW.g.groups[from].parent;
+  if (parent === VIEW.enteredFrom) openView(0, false, parent);
+  else openView(parent);
   const k = VIEW.drawn.view.items.findIndex((it) => it.t === "g" && it.g === from);
   if (k >= 0) selectItem(k);
 }
@@ -77,7 +96,13 @@ function showNodeInView(i) {
 // Activate an item: a group opens, an outside group opens in its place, a scalar is selected.
 function activate(k) {
   const item = VIEW.drawn.view.items[k];
-  if (item.t === "g" && hasView(item.g)) { openView(item.g); showGroup(item.g); }
+  const inPlace = VIEW.opened;
+  if (item.t === "g" && VIEW.view === 0 && hasOpenView(item.g)) { openView(0, false, item.g); showGroup(item.g); }
+  else if (item.t === "g" && hasView(item.g)) {
+    VIEW.enteredFrom = inPlace >= 0 && VIEW.g.groups[item.g].parent === inPlace ? inPlace : -1;
+    openView(item.g);
+    showGroup(item.g);
+  }
   else if (item.t === "o") {
     if (hasView(item.g)) openView(item.g);
     else openView(VIEW.g.groups[item.g].parent);
@@ -306,6 +331,7 @@ window.mgx = {
   ready: false,
   view: () => VIEW.view,
   viewName: () => groupName(VIEW.view),
+  opened: () => (VIEW.opened < 0 ? null : groupName(VIEW.opened)),
   items: () => VIEW.drawn.view.items.map((it) => (it.t === "n" || it.t === "on" ? VIEW.g.ids[it.i] : VIEW.g.groups[it.g].key)),
   grads: () => Array.from(VIEW.grads),
   ids: () => VIEW.g.ids,
