@@ -341,37 +341,56 @@ def _arrow_end(text: str, height: float) -> list[float]:
     return []
 
 
-def _apply_layout(view: dict, laid: dict) -> None:
-    x0, y0, x1, y1 = (float(v) for v in laid["bb"].split(","))
-    height = y1
-    view["w"], view["h"] = round(x1 - x0, 1), round(y1 - y0, 1)
-    for obj in laid.get("objects", []):
-        name = obj.get("name", "")
-        if name.startswith("cluster_") and "bb" in obj:
-            a, b, c, d = (float(v) for v in obj["bb"].split(","))
-            view["clusters"].append(
-                {
-                    "name": name.removeprefix("cluster_"),
-                    "x": round(a, 1),
-                    "y": round(height - d, 1),
-                    "w": round(c - a, 1),
-                    "h": round(d - b, 1),
-                }
-            )
-        elif name.startswith("n") and "pos" in obj:
-            k = int(name[1:])
-            x, y = (float(v) for v in obj["pos"].split(","))
-            view["items"][k]["x"] = round(x, 1)
-            view["items"][k]["y"] = round(height - y, 1)
-    gvid = {obj["_gvid"]: int(obj["name"][1:]) for obj in laid.get("objects", []) if obj.get("name", "")[:1] == "n"}
-    paths = {}
-    for edge in laid.get("edges", []):
-        a, b = gvid.get(edge["tail"]), gvid.get(edge["head"])
-        if a is not None and b is not None and "pos" in edge:
-            paths[(a, b)] = (_points(edge["pos"], height), _arrow_end(edge["pos"], height))
+@dataclass
+class _Placed:
+    """What the layout program wrote for one view, read once for all the views laid out alike:
+    its size, clusters, each item's centre and each edge's path (y measured down)."""
+
+    w: float
+    h: float
+    clusters: list[dict[str, Any]]
+    centres: dict[int, tuple[float, float]]
+    paths: dict[tuple[int, int], tuple[list[float], list[float]]]
+
+    @classmethod
+    def read(cls, laid: dict) -> _Placed:
+        x0, y0, x1, y1 = (float(v) for v in laid["bb"].split(","))
+        height = y1
+        clusters, centres = [], {}
+        for obj in laid.get("objects", []):
+            name = obj.get("name", "")
+            if name.startswith("cluster_") and "bb" in obj:
+                a, b, c, d = (float(v) for v in obj["bb"].split(","))
+                clusters.append(
+                    {
+                        "name": name.removeprefix("cluster_"),
+                        "x": round(a, 1),
+                        "y": round(height - d, 1),
+                        "w": round(c - a, 1),
+                        "h": round(d - b, 1),
+                    }
+                )
+            elif name.startswith("n") and "pos" in obj:
+                x, y = (float(v) for v in obj["pos"].split(","))
+                centres[int(name[1:])] = (round(x, 1), round(height - y, 1))
+        clusters.sort(key=lambda c: (c["w"] * c["h"], c["name"]), reverse=True)
+        gvid = {obj["_gvid"]: int(obj["name"][1:]) for obj in laid.get("objects", []) if obj.get("name", "")[:1] == "n"}
+        paths = {}
+        for edge in laid.get("edges", []):
+            a, b = gvid.get(edge["tail"]), gvid.get(edge["head"])
+            if a is not None and b is not None and "pos" in edge:
+                paths[(a, b)] = (_points(edge["pos"], height), _arrow_end(edge["pos"], height))
+        return cls(round(x1 - x0, 1), round(y1 - y0, 1), clusters, centres, paths)
+
+
+def _apply_layout(view: dict, placed: _Placed) -> None:
+    view["w"], view["h"] = placed.w, placed.h
+    view["clusters"] = [dict(c) for c in placed.clusters]
+    items = view["items"]
+    for k, (x, y) in placed.centres.items():
+        items[k]["x"], items[k]["y"] = x, y
     for edge in view["edges"]:
-        edge["path"], edge["arrow"] = paths.get((edge["a"], edge["b"]), ([], []))
-    view["clusters"].sort(key=lambda c: (c["w"] * c["h"], c["name"]), reverse=True)
+        edge["path"], edge["arrow"] = placed.paths.get((edge["a"], edge["b"]), ([], []))
 
 
 # -- the data ------------------------------------------------------------------------------
@@ -551,8 +570,11 @@ def page_data(
                 edges = [(a, b, m) for a, b, m in edges if a < inside and b < inside]
                 rows = [(row, chained) for row, chained in rows if all(k < inside for k in row)]
             sources.append(_view_source("view", items, edges, rows))  # named alike: alike views are laid out once
+    placed: dict[int, _Placed] = {}  # the views laid out alike share one layout object
     for (view, alone), laid in zip(laid_out, _run_layout(program, sources)):
-        _apply_layout(view, laid)
+        if id(laid) not in placed:
+            placed[id(laid)] = _Placed.read(laid)
+        _apply_layout(view, placed[id(laid)])
         if alone is not None:
             _place_neighbours(view, alone)
 
@@ -564,7 +586,7 @@ def page_data(
     for view in views + open_views:
         view["items"] = [_item_row(item) for item in view["items"]]
         paths = [[e["path"], e["arrow"]] for e in view["edges"]]
-        key = json.dumps(paths, separators=(",", ":"))
+        key = repr(paths)
         if key not in path_lists:
             path_lists[key] = len(edge_paths)
             edge_paths.append(paths)
