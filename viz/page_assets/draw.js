@@ -231,7 +231,7 @@ function drawLayer(v) {
     const [box, mark, flag, ...texts] = gn.children;
     drawn.nodes.push({ item: view.items[drawn.nodes.length], gn, box, mark, flag, texts });
   }
-  drawn.itemOf = itemIndex(view);
+  drawn.itemOf = itemLookup(view);
   return drawn;
 }
 
@@ -269,26 +269,26 @@ function darker(hex) {
   return `rgb(${f(n >> 16)},${f((n >> 8) & 255)},${f(n & 255)})`;
 }
 
-// For each trace node, the item of the drawn view that shows it (-1: none).
-function itemIndex(view) {
+// The item of the drawn view that shows trace node i (-1: none), found by going up from the
+// node's own view to the first group drawn here (a few steps: the groups nest four deep), not
+// kept for every node (a whole name's atomic page has 60,000).
+function itemLookup(view) {
   const g = VIEW.g;
-  const byGroup = new Map();
-  const out = new Int32Array(g.n).fill(-1);
+  const byGroup = new Map(), byNode = new Map();
   view.items.forEach((item, k) => {
     if (item.t === "g" || item.t === "o") byGroup.set(item.g, k);
-    else out[item.i] = k;
+    else byNode.set(item.i, k);
   });
-  for (let i = 0; i < g.n; i++) {
-    if (out[i] >= 0) continue;
-    let v = g.viewOf[i];
-    while (v >= 0) {
-      const k = byGroup.get(v);
-      if (k !== undefined) { out[i] = k; break; }
+  return (i) => {
+    const k = byNode.get(i);
+    if (k !== undefined) return k;
+    for (let v = g.viewOf[i]; v >= 0; v = g.groups[v].parent) {
+      const at = byGroup.get(v);
+      if (at !== undefined) return at;
       if (v === 0) break;
-      v = g.groups[v].parent;
     }
-  }
-  return out;
+    return -1;
+  };
 }
 
 // Rewrite one drawn item's numbers and fill.

@@ -79,7 +79,7 @@ function selectItem(k) {
 // Select node i in the open view (the item that shows it), without moving views.
 function selectNode(i, quiet) {
   VIEW.selected = i;
-  const k = VIEW.drawn.itemOf[i];
+  const k = VIEW.drawn.itemOf(i);
   VIEW.drawn.nodes.forEach((d, j) => d.gn.classList.toggle("selected", j === k));
   VIEW.selectedItem = k;
   showNode(i);
@@ -119,10 +119,10 @@ function markPlayer() {
   d.edges.forEach((x) => x.classList.remove("hot"));
   if (node < 0) return;
   const g = VIEW.g;
-  const at = d.itemOf[node];
+  const at = d.itemOf(node);
   if (at >= 0) d.nodes[at].gn.classList.add("current");
   for (let e = g.starts[node]; e < g.starts[node + 1]; e++) {
-    const c = d.itemOf[g.children[e]];
+    const c = d.itemOf(g.children[e]);
     if (c >= 0 && c !== at) {
       d.nodes[c].gn.classList.add("updated");
       const edge = d.edges.get(`${c}>${at}`);
@@ -138,7 +138,7 @@ function afterSteps(touched) {
   } else if (touched === "all" || touched === undefined) refreshAll();
   else for (const k of touched) refreshItem(k);
   markPlayer();
-  if (node >= 0 && VIEW.drawn.itemOf[node] >= 0) reveal(VIEW.drawn.itemOf[node]);
+  if (node >= 0 && VIEW.drawn.itemOf(node) >= 0) reveal(VIEW.drawn.itemOf(node));
   showProgress();
   refreshPanel();
   prepareNext();
@@ -181,8 +181,8 @@ function refreshPanel() {
 function touchedItems(node) {
   const g = VIEW.g, d = VIEW.drawn, out = new Set();
   if (node < 0) return out;
-  if (d.itemOf[node] >= 0) out.add(d.itemOf[node]);
-  for (let e = g.starts[node]; e < g.starts[node + 1]; e++) if (d.itemOf[g.children[e]] >= 0) out.add(d.itemOf[g.children[e]]);
+  if (d.itemOf(node) >= 0) out.add(d.itemOf(node));
+  for (let e = g.starts[node]; e < g.starts[node + 1]; e++) if (d.itemOf(g.children[e]) >= 0) out.add(d.itemOf(g.children[e]));
   return out;
 }
 

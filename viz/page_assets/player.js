@@ -119,7 +119,7 @@ function markBreakpoints() {
     let bp;
     try { bp = parseBreakpoint(text); } catch (err) { continue; } // a typed one being edited
     if (bp.kind !== "pattern") continue;
-    for (const i of bp.hits) if (d.itemOf[i] >= 0) marked.add(d.itemOf[i]);
+    for (const i of bp.hits) if (d.itemOf(i) >= 0) marked.add(d.itemOf(i));
   }
   d.nodes.forEach((x, k) => {
     const dot = x.gn.querySelector("circle.bp");

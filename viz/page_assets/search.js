@@ -27,7 +27,7 @@ function markMatches() {
   if (!VIEW.drawn) return;
   const marked = new Set();
   for (const i of SEARCH.matches) {
-    const k = VIEW.drawn.itemOf[i];
+    const k = VIEW.drawn.itemOf(i);
     if (k >= 0) marked.add(k);
   }
   VIEW.drawn.nodes.forEach((d, k) => d.gn.classList.toggle("match", marked.has(k)));
