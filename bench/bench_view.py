@@ -29,7 +29,9 @@ def browser_numbers(path: Path, steps: bool) -> dict[str, float]:
         tab.goto(path.as_uri())
         tab.wait_for_function("() => window.mgx && window.mgx.ready", timeout=60_000)
         out = {"interactive_ms": tab.evaluate("window.mgx.readyAt")}
-        out["open_max_ms"], out["open_median_ms"] = tab.evaluate(
+        # The worst open is the one a user may meet; the 99th percentile says whether it is a
+        # view's own cost or a pause of the machine (2 shared cores).
+        out["open_max_ms"], out["open_p99_ms"], out["open_median_ms"] = tab.evaluate(
             """() => {
                 const times = [];
                 for (const v of window.mgx.viewGroups()) {
@@ -39,7 +41,8 @@ def browser_numbers(path: Path, steps: bool) -> dict[str, float]:
                     times.push(performance.now() - t);
                 }
                 times.sort((a, b) => a - b);
-                return [times[times.length - 1], times[Math.floor(times.length / 2)]];
+                const at = (q) => times[Math.min(times.length - 1, Math.floor(times.length * q))];
+                return [times[times.length - 1], at(0.99), at(0.5)];
             }"""
         )
         if steps:
