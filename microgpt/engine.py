@@ -391,7 +391,11 @@ def _relabel(node: Value, op: Op) -> Value:
 def dot(ws: Sequence[Value], xs: Sequence[Value]) -> Value:
     """Fused Σ wᵢ·xᵢ: one node whose children are the ws then the xs, and whose local
     derivatives are the other operand's data. Accumulates left to right from 0."""
-    return dots([ws], xs)[0]
+    ws, xs = tuple(ws), tuple(xs)
+    if len(ws) != len(xs):
+        raise ValueError(f"dot of vectors of different lengths ({len(ws)} and {len(xs)})")
+    w_data, x_data = tuple([w.data for w in ws]), tuple([x.data for x in xs])
+    return Value(_left_to_right(map(mul, w_data, x_data)), ws + xs, x_data + w_data, DOT)
 
 
 def dots(rows: Sequence[Sequence[Value]], xs: Sequence[Value], w_data: Sequence[tuple] | None = None) -> list[Value]:

@@ -88,7 +88,8 @@ class GPT:
         shapes = weight_shapes(config)
         if list(weights) != list(shapes):
             raise MicrogptError(f"weights are {list(weights)}, expected {list(shapes)}")
-        self.weights: dict[str, list[list[Value]]] = {}
+        # Rows are tuples: a fused dot product's children are a row and its input, joined as is.
+        self.weights: dict[str, list[tuple[Value, ...]]] = {}
         with root_scope():
             for name, rows in weights.items():
                 n_rows, n_cols = shapes[name]
@@ -96,7 +97,8 @@ class GPT:
                     raise MicrogptError(f"weight {name} is not {n_rows}×{n_cols}")
                 tags = matrix_tags(name, n_rows, n_cols)
                 self.weights[name] = [
-                    [Value(x, (), (), PARAM, tag) for x, tag in zip(row, row_tags)] for row, row_tags in zip(rows, tags)
+                    tuple([Value(x, (), (), PARAM, tag) for x, tag in zip(row, row_tags)])
+                    for row, row_tags in zip(rows, tags)
                 ]
         self.params: list[Value] = [p for matrix in self.weights.values() for row in matrix for p in row]
 

@@ -16,7 +16,7 @@ from microgpt.engine import dots as fused_dots
 from microgpt.engine import total as fused_total
 
 Vector = list[Value]
-Matrix = list[list[Value]]  # rows: out features; columns: in features
+Matrix = Sequence[Sequence[Value]]  # rows: out features; columns: in features
 
 
 def dot(ws: Sequence[Value], xs: Sequence[Value], fused: bool) -> Value:

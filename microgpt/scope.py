@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -98,19 +99,24 @@ def _joined(outer: str, name: str) -> str:
     return path
 
 
-def scope(name: str) -> _Scope:
+# What the scopes below are while tagging is off: nothing to set or restore, so the hundreds
+# of scopes of an untagged training step cost next to nothing.
+_UNTAGGED = nullcontext()
+
+
+def scope(name: str) -> _Scope | nullcontext:
     """Nest ``name`` (one segment or a dotted path) under the current path: ``with scope("attn"):``."""
-    return _Scope(name, _KEEP)
+    return _Scope(name, _KEEP) if _enabled else _UNTAGGED
 
 
-def position(pos: int | None) -> _Scope:
+def position(pos: int | None) -> _Scope | nullcontext:
     """Mark every Value created inside as computed at sequence position ``pos``."""
-    return _Scope(None, pos)
+    return _Scope(None, pos) if _enabled else _UNTAGGED
 
 
-def root_scope() -> _Scope:
+def root_scope() -> _Scope | nullcontext:
     """Start from an empty path and no position (so a model's tags never depend on the caller's)."""
-    return _Scope(None, _KEEP, root=True)
+    return _Scope(None, _KEEP, root=True) if _enabled else _UNTAGGED
 
 
 def label(values: Sequence[T]) -> Sequence[T]:
@@ -141,7 +147,8 @@ def matrix_tags(name: str, rows: int, cols: int) -> list[list[str | None]]:
 
 
 def set_tagging(enabled: bool) -> bool:
-    """Turn tag recording on or off; returns the previous setting."""
+    """Turn tag recording on or off, between forward passes (a scope entered while tagging is
+    off sets no path); returns the previous setting."""
     global _enabled
     previous, _enabled = _enabled, enabled
     _refresh()

@@ -60,14 +60,23 @@ def _first_non_finite_index(values: list[float]) -> int | None:
     return next((i for i, x in enumerate(values) if not math.isfinite(x)), None)  # None: the sum overflowed
 
 
-def adam_update(model: GPT, state: TrainState, adam: AdamConfig, step: int, steps: int) -> list[float]:
-    """One Adam update of every parameter from its grad, then the grad is zeroed; returns the grads.
+@dataclass
+class Update:
+    """What one Adam update read and wrote, in ``model.params`` order."""
+
+    grads: list[float]
+    before: list[float]  # the weights
+    after: list[float]
+
+
+def adam_update(model: GPT, state: TrainState, adam: AdamConfig, step: int, steps: int) -> Update:
+    """One Adam update of every parameter from its grad, then the grad is zeroed.
 
     All or nothing: when a grad is not finite, or the update would write a weight that is
     not, it raises Diverged and changes nothing. A grad so large that its square overflows
     gives v = inf (IEEE-754), which stops that weight (m̂ / √v̂ = 0) instead of raising."""
     params = model.params
-    grads = [p.grad for p in params]
+    grads, before = [p.grad for p in params], [p.data for p in params]
     m = state.m or [0.0] * len(params)
     v = state.v or [0.0] * len(params)
     beta1, beta2, eps = adam.beta1, adam.beta2, adam.eps
@@ -82,8 +91,8 @@ def adam_update(model: GPT, state: TrainState, adam: AdamConfig, step: int, step
     except OverflowError:  # some |g| > ~1.34e154, whose square ** refuses: IEEE-754 gives inf
         new_v = [beta2 * v_i + c2 * power(g, 2) for v_i, g in zip(v, grads)]
     new_data = [
-        p.data - lr_t * (m_i / m_correction) / ((v_i / v_correction) ** 0.5 + eps)
-        for p, m_i, v_i in zip(params, new_m, new_v)
+        w - lr_t * (m_i / m_correction) / ((v_i / v_correction) ** 0.5 + eps)
+        for w, m_i, v_i in zip(before, new_m, new_v)
     ]
     # A non-finite grad always makes its new weight non-finite, so one check finds both.
     bad = _first_non_finite_index(new_data)
@@ -100,7 +109,7 @@ def adam_update(model: GPT, state: TrainState, adam: AdamConfig, step: int, step
     for p, data in zip(params, new_data):
         p.data = data
         p.grad = 0
-    return grads
+    return Update(grads, before, new_data)
 
 
 def first_non_finite(root: Value) -> Value | None:
@@ -183,16 +192,15 @@ def train(
             loss = _gradients(model, tokens, granularity, step, document, cache)
             seen = None if cache is None else StepDetail.numbers(cache)
             cache = None  # the last references to the step's graph: freed while the collector is paused
-        before = [p.data for p in model.params] if on_detail is not None else []
         try:
-            grads = adam_update(model, state, adam, step, steps)
+            update = adam_update(model, state, adam, step, steps)
         except Diverged as e:
             e.document = document
             raise
         state.step = step + 1
         if on_detail is not None:
             lr = adam.lr * (1 - step / steps)
-            on_detail(StepDetail(state.step, loss, lr, grads, before, [p.data for p in model.params], *seen))
+            on_detail(StepDetail(state.step, loss, lr, update.grads, update.before, update.after, *seen))
         if on_step is not None:
             on_step(state.step, loss)
     return state

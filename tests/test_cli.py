@@ -366,3 +366,20 @@ def test_a_model_too_large_for_the_scalar_engine_is_refused_before_allocating(wo
     line = result.stderr.strip()
     assert line.startswith("error: a model of 120,") and "parameters is too large" in line and "--n-embd" in line
     assert not (workdir / "big.json").exists()
+
+
+def test_a_named_command_is_built_alone_and_behaves_as_in_the_whole_app() -> None:
+    """mgx builds only the command it runs (cli.main.app_for): its help, and its usage errors,
+    are the whole app's; what names no command gets the whole app."""
+    from cli.main import app_for
+
+    names = [info.callback.__name__ for info in app.registered_commands] + [g.name for g in app.registered_groups]
+    assert len(names) >= 14
+    for name in names:
+        alone = app_for([name, "--help"])
+        assert alone is not app
+        assert len(alone.registered_commands) + len(alone.registered_groups) == 1
+        for args in ([name, "--help"], [name, "--no-such-option"]):
+            assert runner.invoke(alone, args).output == runner.invoke(app, args).output, args
+    for args in ([], ["--version"], ["--help"], ["trian"], ["--version", "train"]):
+        assert app_for(args) is app

@@ -31,23 +31,35 @@ SERIES_KINDS = ("loss", "lr", "max_logit", "grad_norm", "weight_norm", "update_r
 
 
 def std(xs: Sequence[float], norm: float | None = None) -> float:
-    """The population standard deviation, from the 2-norm (pass it if known) and the mean:
-    var = ‖x‖²/n − mean², which loses nothing that shows when |mean| is not far above the
-    spread, as for weights and their updates."""
-    n = len(xs)
-    if n == 0:
+    """The population standard deviation, from the 2-norm (pass it if known) and the mean."""
+    if not xs:
         return math.nan
-    norm = math.hypot(*xs) if norm is None else norm
+    return _std(math.hypot(*xs) if norm is None else norm, sum(xs), len(xs))
+
+
+def _std(norm: float, total: float, n: int) -> float:
+    """The population std of n numbers from their 2-norm and their sum: var = ‖x‖²/n − mean²,
+    which loses nothing that shows when |mean| is not far above the spread, as for weights
+    and their updates. A plain sum: its rounding is far below what the ratio shows."""
     rms = norm / math.sqrt(n)
     if rms == 0 or not math.isfinite(rms):
         return 0.0 if rms == 0 else math.nan
-    mean = sum(xs) / n  # a plain sum: its rounding is far below what the ratio shows
+    mean = total / n
     return rms * math.sqrt(max(0.0, 1 - (mean / rms) ** 2))  # in units of rms: no square overflows
 
 
 def update_ratio(before: Sequence[float], after: Sequence[float], after_norm: float | None = None) -> float:
-    """log10(std(after - before) / std(after)); -inf when nothing moved, nan when w is constant."""
-    moved = std(list(map(sub, after, before)))
+    """log10(std(after - before) / std(after)); -inf when nothing moved, nan when w is constant.
+
+    std(after - before) is taken from ‖after − before‖ (math.dist) and the difference of the
+    sums, without a list of the differences: making one would cost a recorded step more than
+    every other series together."""
+    if not after:
+        return math.nan
+    moved_total = sum(after) - sum(before)
+    if not math.isfinite(moved_total):  # the sums overflowed: add the differences instead
+        moved_total = sum(map(sub, after, before))
+    moved = _std(math.dist(after, before), moved_total, len(after))
     spread = std(after, after_norm)
     if spread == 0 or not math.isfinite(spread) or not math.isfinite(moved):
         return math.nan
