@@ -223,7 +223,7 @@ def _gradients(model: GPT, tokens: list[int], granularity: str, step: int, docum
     if fused:  # no depth-first sort: the forward pass recorded a topological order
         backward_recorded(loss, tape)
     else:  # atomic keeps the reference's order, to the bit
-        loss.backward()
+        loss.backward(retain_graph=False)
     return loss.data
 
 

@@ -601,3 +601,35 @@ def test_backward_recorded_ignores_a_node_the_root_does_not_depend_on() -> None:
         root = x * 2.0
     backward_recorded(root, tape)
     assert x.grad == 2.0
+
+
+@pytest.mark.parametrize("granularity", ["atomic", "fused"])
+def test_backward_without_an_order_gives_the_bits_of_backward_along_topological_order(granularity: str) -> None:
+    """backward() sorts without a set (engine._computed_order, marking nodes by their grad):
+    the same order of the computed nodes, so the same bits, and every intermediate grad set."""
+    config = GPTConfig(vocab_size=7, n_layer=2, n_embd=8, n_head=2, block_size=8)
+    model = GPT.initialise(config, random.Random(3))
+    loss = model.document_loss([6, 1, 2, 3, 4, 5, 0, 6], granularity)
+    runs = []
+    for order in (None, topological_order(loss)):
+        model.zero_grad()
+        loss.backward(order)
+        runs.append([float(n.grad).hex() for n in topological_order(loss) if n.children or n.op.name == "param"])
+    assert runs[0] == runs[1]
+    assert all(isinstance(n.grad, (int, float)) for n in topological_order(loss))
+
+
+def test_backward_without_retaining_the_graph_gives_the_same_grads_and_lets_go_of_inputs() -> None:
+    """Training's backward(retain_graph=False): the same bits for every parameter, while each
+    computed node drops its inputs once it has passed them its grad (memory falls as it goes)."""
+    config = GPTConfig(vocab_size=7, n_layer=1, n_embd=8, n_head=2, block_size=8)
+    model = GPT.initialise(config, random.Random(5))
+    grads = []
+    for retain in (True, False):
+        model.zero_grad()
+        loss = model.document_loss([6, 1, 2, 3, 0, 6], "atomic")
+        computed = [n for n in topological_order(loss) if n.children]
+        loss.backward(retain_graph=retain)
+        grads.append([float(p.grad).hex() for p in model.params])
+        assert all(bool(n.children) == retain for n in computed)
+    assert grads[0] == grads[1]

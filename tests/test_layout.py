@@ -14,8 +14,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # gained its forward and local rules, the replay and IEEE-754 arithmetic (issues 9 and 10),
 # runs and divergence in training and checkpoints (issue 9), and training's recorded
 # backward and class-based scopes (issue 11), and the step detail a run records (issue 13);
-# then untagged scopes that cost nothing (issue 11) and the Update Adam returns (issue 13).
-CORE_LINE_BUDGET = 1985
+# then untagged scopes that cost nothing (issue 11), the Update Adam returns (issue 13), and
+# backward's set-free sort and retain_graph, which keep atomic training's peak memory under
+# the reference program's (issue 11).
+CORE_LINE_BUDGET = 2010
 
 
 def imported_modules(package: str) -> dict[str, set[str]]:
