@@ -610,10 +610,17 @@ def app_for(args: list[str]) -> typer.Typer:
 def run() -> None:
     """The ``mgx`` entry point: Ctrl-C before a command's body runs (typer's parsing) is one
     line and exit 130; inside the body, the command's own handling applies (cli.output)."""
+    import gc
     import signal
 
     signal.signal(signal.SIGINT, stop_on_interrupt)
-    app_for(sys.argv[1:])()
+    try:
+        app_for(sys.argv[1:])()
+    finally:
+        # The process ends now, and Python's last collection would walk every object the
+        # command made (typer's, rich's, a model's, a graph's) to free what ends with it
+        # anyway: set them apart, about 50 ms off every command. Files are closed by then.
+        gc.freeze()
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import os
 import shlex
 import signal
 import stat
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -390,12 +391,20 @@ def _train(session: Session, out: Path, log_every: int, recorder: StepRecorder |
         TimeRemainingColumn(),
         console=err_console,
         transient=False,
+        # Redrawn from here, ten times a second at most: rich's own refresh thread would take
+        # the interpreter from the training loop ten times a second, drawing or not.
+        auto_refresh=False,
     )
     losses: list[float] = []
+    drawn = time.monotonic()
 
     def on_step(done: int, loss: float) -> None:
+        nonlocal drawn
         losses.append(loss)
         progress.update(task, completed=done, loss=f"{loss:.4f}")
+        if time.monotonic() - drawn >= 0.1:
+            progress.refresh()
+            drawn = time.monotonic()
         if log_every and (done % log_every == 0 or done == steps):
             console.print(f"step {done:4d} / {steps:4d} | loss {loss:.4f}")
         if interrupted:
