@@ -41,6 +41,7 @@ class Built:
 def build(choice: TokenChoice, *, moments: bool = False) -> Built:
     """The graph asked for: one token's (default), or a whole word's with --word and no --pos."""
     from cli.common import build_token_graph, load_model
+    from microgpt.engine import gc_paused
     from microgpt.graph import word_graph
     from viz.trace import Trace
 
@@ -49,13 +50,16 @@ def build(choice: TokenChoice, *, moments: bool = False) -> Built:
         loaded = load_model(choice.checkpoint, choice.data, moments=moments)
         model = loaded.model
         tokens = loaded.tokenizer.document_tokens(choice.word)
-        root = word_graph(model, tokens, granularity=choice.granularity)
+        root = word_graph(model, tokens, granularity=choice.granularity, backward=False)
+        trace = Trace(root)  # sorted once, for backward and the view
+        with gc_paused():
+            root.backward(trace.nodes)
         n = min(model.config.block_size, len(tokens) - 1)
         title = (
             f"microgpt-x | {loaded.description} | word {choice.word!r}: {n} positions to the mean loss"
             f" | loss {root.data:.4f} | {choice.granularity}"
         )
-        return Built(Trace(root), title, None, len(model.params), loaded)
+        return Built(trace, title, None, len(model.params), loaded)
     return token_built(build_token_graph(choice, moments=moments))
 
 
