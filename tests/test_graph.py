@@ -830,3 +830,24 @@ def test_a_whole_word_is_laid_out_left_to_right_and_top_to_bottom() -> None:
         ys = [at[f"{block}@pos0"][1] for block in ("embed", "layer0.attn", "layer0.mlp", "lm_head", "probs", "loss")]
         assert ys == sorted(ys), f"{name}: the blocks are not top to bottom"
         assert at["loss"][1] > ys[-1]
+
+
+def test_a_word_view_sorts_its_graph_once_for_backward_and_the_view(monkeypatch, tmp_path) -> None:
+    """graph/stats --word: one topological sort serves the backward pass and the Trace."""
+    import microgpt.engine
+    import viz.trace
+    from cli.common import TokenChoice
+    from cli.graph_cmd import build
+
+    sorts = []
+    for module, name in ((viz.trace, "topological_order"), (microgpt.engine, "_computed_order")):
+
+        def counted(root, original=getattr(module, name), name=name):
+            sorts.append(name)
+            return original(root)
+
+        monkeypatch.setattr(module, name, counted)
+    monkeypatch.chdir(tmp_path)
+    built = build(TokenChoice(word="abc"))
+    assert sorts == ["topological_order"]
+    assert built.trace.root.grad == 1 and any(p.grad != 0 for p in built.trace.nodes if p.op.name == "param")
