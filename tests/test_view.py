@@ -607,14 +607,16 @@ def test_a_softmax_shared_sum_stays_in_the_tensor_and_each_exp_goes_to_its_weigh
 def test_alike_views_are_laid_out_once(monkeypatch):
     import viz.page
 
-    laid_out: list[str] = []
-    runs: list[int] = []
-    batch = viz.page._run_layout_batch
-    monkeypatch.setattr(
-        viz.page,
-        "_run_layout_batch",
-        lambda program, sources: runs.append(len(sources)) or laid_out.extend(sources) or batch(program, sources),
-    )
+    laid_out: list[bytes] = []
+    runs: list[int] = []  # the graphs given to each run of the layout program
+    run = viz.page.subprocess.run
+
+    def counted(command, *, input, **options):
+        runs.append(input.count(b"digraph"))
+        laid_out.append(input)
+        return run(command, input=input, **options)
+
+    monkeypatch.setattr(viz.page.subprocess, "run", counted)
     built = build_token_graph(TokenChoice(word="emma", granularity="atomic"), backward=False)
     data = page_data(built.graph)
     assert len(laid_out) == len(set(laid_out)) < len(data["views"]) / 3
@@ -744,3 +746,20 @@ def test_a_group_open_in_place_counts_every_edge_between_the_items_drawn():
                 if item_of[child] != item_of[i]:
                     counts[(item_of[child], item_of[i])] = counts.get((item_of[child], item_of[i]), 0) + 1
         assert {(a, b): n for a, b, n in view["edges"]} == counts
+
+
+@pytest.mark.parametrize(
+    ("script", "why"),
+    [
+        ("echo 'syntax error in line 3' >&2; exit 1", "(syntax error in line 3)"),
+        ("cat >/dev/null; echo notjson", "(no output)"),
+    ],
+)
+def test_a_layout_program_that_fails_or_writes_no_json_is_one_clear_error(tmp_path, script, why):
+    program = tmp_path / "layout"
+    program.write_text(f"#!/bin/sh\n{script}\n")
+    program.chmod(0o755)
+    built = build_token_graph(TokenChoice(token="a", pos=0), backward=False)
+    with pytest.raises(MicrogptError) as raised:
+        page_data(built.graph, layout_program=str(program))
+    assert str(raised.value) == f"layout could not lay out the page's views {why}: write .svg or .dot"

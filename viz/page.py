@@ -290,35 +290,27 @@ def _run_layout(program: str, sources: list[str]) -> list[dict]:
 
     unique = list(dict.fromkeys(sources))
     with ThreadPoolExecutor(2) as pool:
-        laid = [out for outs in pool.map(lambda source: _run_layout_batch(program, [source]), unique) for out in outs]
-    by_source = dict(zip(unique, laid))
+        by_source = dict(zip(unique, pool.map(lambda source: _layout(program, source), unique)))
     return [by_source[source] for source in sources]
 
 
-def _run_layout_batch(program: str, sources: list[str]) -> list[dict]:
-    if not sources:
-        return []
+def _layout(program: str, source: str) -> dict:
+    """One view as the layout program places it (``-Tjson``)."""
     try:
-        result = subprocess.run(
-            [program, "-Tjson"], input="".join(sources).encode("utf-8"), capture_output=True, check=False
-        )
+        result = subprocess.run([program, "-Tjson"], input=source.encode("utf-8"), capture_output=True, check=False)
     except OSError as e:
         raise MicrogptError(f"could not run the layout program {program}: {e.strerror}") from None
-    text = result.stdout.decode("utf-8")
-    decoder = json.JSONDecoder()
-    out, k = [], 0
-    while True:
-        while k < len(text) and text[k].isspace():
-            k += 1
-        if k >= len(text):
-            break
-        obj, k = decoder.raw_decode(text, k)
-        out.append(obj)
-    if result.returncode != 0 or len(out) != len(sources):
+    laid = None
+    if result.returncode == 0:
+        try:
+            laid = json.loads(result.stdout)
+        except ValueError:  # no output, or not JSON
+            pass
+    if not isinstance(laid, dict):
         stderr = result.stderr.decode("utf-8", "replace").strip().splitlines()
         why = stderr[-1] if stderr else "no output"
         raise MicrogptError(f"{Path(program).name} could not lay out the page's views ({why}): write .svg or .dot")
-    return out
+    return laid
 
 
 def _points(text: str, height: float) -> list[float]:
