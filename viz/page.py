@@ -892,10 +892,11 @@ def _drop_lone_clusters(items: list[dict[str, Any]]) -> None:
 
 def _copied(view: dict[str, Any]) -> dict[str, Any]:
     """A view's items and edges, copied before the layout places them."""
-    return {
-        "items": [{**item, "clusters": list(item["clusters"])} for item in view["items"]],
-        "edges": [dict(e) for e in view["edges"]],
-    }
+    return {"items": [_copied_item(item) for item in view["items"]], "edges": [dict(e) for e in view["edges"]]}
+
+
+def _copied_item(item: dict[str, Any]) -> dict[str, Any]:
+    return {**item, "clusters": list(item["clusters"])}
 
 
 def _open_view(trace: Trace, groups: list[Group], info: list[dict], top: dict[str, Any], b: int) -> dict[str, Any]:
@@ -904,7 +905,7 @@ def _open_view(trace: Trace, groups: list[Group], info: list[dict], top: dict[st
     other groups are the top's; only those of b's members are counted here."""
     block = groups[b]
     old = next(k for k, item in enumerate(top["items"]) if item["t"] == "g" and item["g"] == b)
-    items = [{**item, "clusters": list(item["clusters"])} for k, item in enumerate(top["items"]) if k != old]
+    items = [_copied_item(item) for k, item in enumerate(top["items"]) if k != old]
     new_index = [k if k < old else k - 1 for k in range(len(top["items"]))]
     counts: dict[tuple[int, int], int] = {}
     for e in top["edges"]:
