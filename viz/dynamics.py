@@ -56,11 +56,12 @@ def update_ratio(before: Sequence[float], after: Sequence[float], after_norm: fl
     every other series together."""
     if not after:
         return math.nan
-    moved_total = sum(after) - sum(before)
+    after_total = sum(after)
+    moved_total = after_total - sum(before)
     if not math.isfinite(moved_total):  # the sums overflowed: add the differences instead
         moved_total = sum(map(sub, after, before))
     moved = _std(math.dist(after, before), moved_total, len(after))
-    spread = std(after, after_norm)
+    spread = _std(math.hypot(*after) if after_norm is None else after_norm, after_total, len(after))
     if spread == 0 or not math.isfinite(spread) or not math.isfinite(moved):
         return math.nan
     return -math.inf if moved == 0 else math.log10(moved / spread)
