@@ -264,16 +264,22 @@ def test_scalar_over_the_threshold_draws_with_force(here: Path, monkeypatch) -> 
 
 
 # -- context order (defect 9) --------------------------------------------------------------
-def laid_out_x(source: str, program: str) -> dict[str, float]:
-    """The x of each node's centre in the SVG that ``program`` lays out."""
+def laid_out(source: str, program: str) -> dict[str, tuple[float, float]]:
+    """Each node's label position (x, y) in the SVG that ``program`` lays out."""
     svg = ET.fromstring(render.layout(program, source, "svg"))
     ns = "{http://www.w3.org/2000/svg}"
     out = {}
     for g in svg.iter(f"{ns}g"):
         title = g.find(f"{ns}title")
         if g.get("class") == "node" and title is not None:
-            out[title.text] = float(g.find(f"{ns}text").get("x"))
+            text = g.find(f"{ns}text")
+            out[title.text] = (float(text.get("x")), float(text.get("y")))
     return out
+
+
+def laid_out_x(source: str, program: str) -> dict[str, float]:
+    """The x of each node's centre in the SVG that ``program`` lays out."""
+    return {name: x for name, (x, _) in laid_out(source, program).items()}
 
 
 def layout_programs() -> list[str]:
@@ -814,14 +820,7 @@ def test_a_whole_word_is_laid_out_left_to_right_and_top_to_bottom() -> None:
     root = word_graph(run.model, run.tokenizer.document_tokens("emma"))
     source = to_dot(root, level="block").source
     for program in layout_programs():
-        svg = ET.fromstring(render.layout(program, source, "svg"))
-        ns = "{http://www.w3.org/2000/svg}"
-        at = {}
-        for g in svg.iter(f"{ns}g"):
-            title = g.find(f"{ns}title")
-            if g.get("class") == "node" and title is not None:
-                text = g.find(f"{ns}text")
-                at[title.text] = (float(text.get("x")), float(text.get("y")))
+        at = laid_out(source, program)
         name = Path(program).name
         for block in ("embed", "layer0.attn", "layer0.mlp", "lm_head", "probs", "loss"):
             row = [at[f"{block}@pos{p}"] for p in range(5)]
