@@ -127,6 +127,27 @@ def test_concurrent_writers_never_corrupt_the_database(tmp_path: Path) -> None:
         assert runs.snapshot_steps(db, info.id) == [100, 200, 300]
 
 
+def test_a_new_file_switched_to_wal_by_another_process_at_once_is_waited_for(tmp_path: Path, monkeypatch) -> None:
+    """SQLite answers "database is locked" at once, without its busy wait, to a switch to WAL
+    while another process switches the same new file (seen with four writers started
+    together): the switch is tried again. Here the first two attempts are refused."""
+    refused = []
+
+    class Contended(sqlite3.Connection):
+        def execute(self, sql, *args):
+            if sql == "PRAGMA journal_mode = WAL" and len(refused) < 2:
+                refused.append(sql)
+                raise sqlite3.OperationalError("database is locked")
+            return super().execute(sql, *args)
+
+    connect = sqlite3.connect
+    monkeypatch.setattr(runs.sqlite3, "connect", lambda *a, **k: connect(*a, factory=Contended, **k))
+    runs.Recorder.start(tmp_path / "runs.sqlite", run_id="x", steps=1, config={}).finish("finished")
+    assert len(refused) == 2
+    with sqlite3.connect(tmp_path / "runs.sqlite") as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
 def test_a_file_that_is_not_a_runs_database_is_refused_and_left_alone(tmp_path: Path) -> None:
     text = tmp_path / "notes.sqlite"
     text.write_text("hello")

@@ -103,7 +103,7 @@ def connect(path: str | Path, *, create: bool) -> sqlite3.Connection:
             # Write-ahead logging: a commit appends to runs.sqlite-wal without waiting for the
             # disk (synchronous NORMAL), so recording costs a step little, and readers never
             # block the writers. A crash can lose the last second of points, never corrupt.
-            db.execute("PRAGMA journal_mode = WAL")
+            _write_ahead_logging(db)
             db.execute("PRAGMA synchronous = NORMAL")
             # A writer appends and never reads back: a small page cache (256 KiB, not 2 MiB)
             # keeps a training run's peak memory at the reference program's.
@@ -127,6 +127,21 @@ def connect(path: str | Path, *, create: bool) -> sqlite3.Connection:
         db.close()
         raise RunsError(f"{path} is not a runs database this version reads: pass another --runs FILE")
     return db
+
+
+def _write_ahead_logging(db: sqlite3.Connection) -> None:
+    """Switch to write-ahead logging. While another process switches the same new file, SQLite
+    answers "database is locked" at once, without waiting as it does for a transaction: so
+    try again, up to LOCK_WAIT_SECONDS (two or more `mgx train` started together)."""
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
 
 
 @contextmanager
