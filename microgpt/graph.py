@@ -89,7 +89,7 @@ def token_graph(
     if spec.pos >= model.config.block_size:
         raise MicrogptError(f"position {spec.pos} is outside the context: use 0 to {model.config.block_size - 1}")
     model.zero_grad()
-    cache = KVCache(model.config.n_layer)
+    cache = KVCache(model.config)
     with gc_paused():
         for pos, token_id in enumerate(spec.context):
             model.forward(token_id, pos, cache, granularity)

@@ -61,13 +61,15 @@ def weight_shapes(config: GPTConfig) -> dict[str, tuple[int, int]]:
 
 @dataclass
 class KVCache:
-    """The keys and values of earlier positions, per layer: keys[layer][position] is a vector.
-    It also keeps what the series a run records read (README, "How it learns"), one vector a
-    position: each head's attention weights, each MLP's ReLU inputs, and the logits."""
+    """The keys and values of earlier positions, per layer and head, as attention reads them:
+    keys[layer][head][position] is a key vector, values[layer][head][j][position] element j of
+    a value vector (a head's output j is one dot product over that column). It also keeps
+    what the series a run records read (README, "How it learns"), one vector a position:
+    each head's attention weights, each MLP's ReLU inputs, and the logits."""
 
-    n_layer: int
-    keys: list[list[Vector]] = field(init=False)
-    values: list[list[Vector]] = field(init=False)
+    config: GPTConfig
+    keys: list[list[list[Vector]]] = field(init=False)
+    values: list[list[list[Vector]]] = field(init=False)
     # The weights' data by matrix name, read at the first position that needs it: fused dot
     # products read every row at every position, and nothing changes a weight meanwhile.
     weight_data: dict[str, list[tuple[float, ...]]] = field(init=False, default_factory=dict)
@@ -76,8 +78,9 @@ class KVCache:
     logits: list[Vector] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
-        self.keys = [[] for _ in range(self.n_layer)]
-        self.values = [[] for _ in range(self.n_layer)]
+        c = self.config
+        self.keys = [[[] for _ in range(c.n_head)] for _ in range(c.n_layer)]
+        self.values = [[[[] for _ in range(c.head_dim)] for _ in range(c.n_head)] for _ in range(c.n_layer)]
 
 
 class GPT:
@@ -156,31 +159,28 @@ class GPT:
                 x = label(rmsnorm(x, fused))
             # q, k, v are computed row by row, so computing them head by head changes no value
             # and lets each element carry its head: layer0.attn.h2.q[1].
-            q: Vector = []
-            k: Vector = []
-            v: Vector = []
+            queries: list[Vector] = []
             for h in range(c.n_head):
                 rows = slice(h * hd, (h + 1) * hd)
                 with scope(f"h{h}"):
-                    for name, out in (("q", q), ("k", k), ("v", v)):
+                    qkv = []
+                    for name in ("q", "k", "v"):
                         with scope(name):
-                            out += label(self._linear(x, f"layer{layer}.attn.w{name}", cache, fused, rows))
-            cache.keys[layer].append(k)
-            cache.values[layer].append(v)
+                            qkv.append(label(self._linear(x, f"layer{layer}.attn.w{name}", cache, fused, rows)))
+                queries.append(qkv[0])
+                cache.keys[layer][h].append(qkv[1])
+                for column, element in zip(cache.values[layer][h], qkv[2]):
+                    column.append(element)
             heads_out: Vector = []
-            for h in range(c.n_head):
-                rows = slice(h * hd, (h + 1) * hd)
-                q_h = q[rows]
-                k_h = [k_t[rows] for k_t in cache.keys[layer]]  # (positions so far, hd)
-                v_h = [v_t[rows] for v_t in cache.values[layer]]
+            for h, q_h in enumerate(queries):
                 with scope(f"h{h}"):
                     with scope("score"):
-                        scores = label([dot(q_h, k_t, fused) / hd**0.5 for k_t in k_h])
+                        scores = label([dot(q_h, k_t, fused) / hd**0.5 for k_t in cache.keys[layer][h]])
                     with scope("weights"):
                         weights = label(softmax(scores, fused))
                     cache.attention.setdefault((layer, h), []).append(weights)
                     with scope("out"):
-                        heads_out += label([dot(weights, [v_t[j] for v_t in v_h], fused) for j in range(hd)])
+                        heads_out += label([dot(weights, column, fused) for column in cache.values[layer][h]])
             with scope("out"):
                 x = label(self._linear(heads_out, f"layer{layer}.attn.wo", cache, fused))
             with scope("resid"):
@@ -218,7 +218,7 @@ class GPT:
 
     def document_loss(self, tokens: list[int], granularity: str = "fused", cache: KVCache | None = None) -> Value:
         """The mean loss over a document's positions, every node of it (what the views show)."""
-        cache, targets = cache or KVCache(self.config.n_layer), self._targets(tokens)
+        cache, targets = cache or KVCache(self.config), self._targets(tokens)
         losses = []
         for pos, target in enumerate(targets):
             logits = self.forward(tokens[pos], pos, cache, granularity)
@@ -230,7 +230,7 @@ class GPT:
     def training_loss(self, tokens: list[int], cache: KVCache | None = None) -> Value:
         """document_loss, fused, whose softmaxes, logs and mean are one cross-entropy node over
         the logits: the same value and gradients to the bit, with a fifth fewer nodes to build."""
-        cache, targets = cache or KVCache(self.config.n_layer), self._targets(tokens)
+        cache, targets = cache or KVCache(self.config), self._targets(tokens)
         logits = [self.forward(tokens[pos], pos, cache) for pos in range(len(targets))]
         with root_scope(), scope("loss"):
             return cross_entropy(logits, targets)

@@ -187,7 +187,7 @@ def train(
     for step in range(state.step, steps):
         document = docs[step % len(docs)]
         tokens = tokenizer.document_tokens(document)  # one document a step: encode only those used
-        cache = None if on_detail is None else KVCache(model.config.n_layer)
+        cache = None if on_detail is None else KVCache(model.config)
         with gc_paused():
             loss = _gradients(model, tokens, granularity, step, document, cache)
             seen = None if cache is None else StepDetail.numbers(cache)
@@ -237,7 +237,7 @@ def sample(model: GPT, tokenizer: Tokenizer, rng: random.Random, *, temperature:
     prefix_ids = tokenizer.encode(prefix)
     if len(prefix_ids) >= c.block_size:
         raise MicrogptError(f"prefix {prefix!r} fills the whole context of {c.block_size} tokens: shorten it")
-    cache = KVCache(c.n_layer)
+    cache = KVCache(c)
     token_id = tokenizer.bos
     out = list(prefix)
     with gc_paused():

@@ -77,7 +77,7 @@ def forward_health(model: GPT, docs: Sequence[list[int]]) -> Health:
     try:
         with gc_paused():
             for tokens in docs:
-                cache = KVCache(c.n_layer)
+                cache = KVCache(c)
                 model.document_loss(tokens, "fused", cache)
                 for layer, rows in cache.mlp_pre.items():
                     top = most[layer]
