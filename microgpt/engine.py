@@ -245,6 +245,9 @@ OPS: dict[str, Op] = {
 # node is made after its inputs, so creation order is a topological order: a backward over
 # it needs no depth-first sort of the graph (training's fastest path, ``backward_recorded``).
 _tape: list[Value] | None = None
+# While it is lean (``recording(lean=True)``): no const leaves, and relu's shortcuts to _zero.
+_lean = False
+_zero: Value | None = None
 
 
 class Value:
@@ -281,12 +284,18 @@ class Value:
 
     # -- primitive ops: forward value, then the local derivative of each input -----------
     def __add__(self, other: Value | Number) -> Value:
-        other = other if isinstance(other, Value) else Value(other, (), (), CONST)
-        return Value(self.data + other.data, (self, other), (1, 1), ADD)
+        if isinstance(other, Value):
+            return Value(self.data + other.data, (self, other), (1, 1), ADD)
+        if _lean:  # a number operand is no node (recording)
+            return Value(self.data + other, (self,), (1,), ADD)
+        return Value(self.data + other, (self, Value(other, (), (), CONST)), (1, 1), ADD)
 
     def __mul__(self, other: Value | Number) -> Value:
-        other = other if isinstance(other, Value) else Value(other, (), (), CONST)
-        return Value(self.data * other.data, (self, other), (other.data, self.data), MUL)
+        if isinstance(other, Value):
+            return Value(self.data * other.data, (self, other), (other.data, self.data), MUL)
+        if _lean:
+            return Value(self.data * other, (self,), (other,), MUL)
+        return Value(self.data * other, (self, Value(other, (), (), CONST)), (other, self.data), MUL)
 
     def __pow__(self, exponent: Number) -> Value:
         if isinstance(exponent, Value) or not isinstance(exponent, (int, float)) or isinstance(exponent, bool):
@@ -303,6 +312,8 @@ class Value:
         return Value(log(self.data), (self,), (reciprocal(self.data),), LOG)
 
     def relu(self) -> Value:
+        if _lean and self.data == self.data:  # the shortcuts of recording(lean=True); NaN keeps its node
+            return self if self.data > 0 else _zero  # type: ignore[return-value]
         out, local = _relu(self.data)
         return Value(out, (self,), (local,), RELU)
 
@@ -352,14 +363,25 @@ class Value:
 
 
 @contextmanager
-def recording() -> Iterator[list[Value]]:
-    """Record every Value created inside, in creation order: ``with recording() as tape:``."""
-    global _tape
-    outer, _tape = _tape, []
+def recording(lean: bool = False) -> Iterator[list[Value]]:
+    """Record every Value created inside, in creation order: ``with recording() as tape:``.
+
+    ``lean=True`` (fused training's) builds a graph for backward alone, which nothing draws or
+    replays, without the nodes backward has no use for; every gradient is the same, to the bit:
+    - a number operand (``x * 0.5``, ``x + 1e-5``) is not made a const leaf, whose grad no one
+      reads: the add or mul node has the one input;
+    - relu of a positive input is that input itself (its derivative is 1), and of a negative
+      input or 0 one const leaf 0 shared by the pass (its derivative is 0, so nothing flows
+      back). Where an upstream grad is already infinite, 0 × inf would send NaN back; the
+      shortcut sends nothing, as PyTorch's relu does. relu of NaN keeps its node."""
+    global _tape, _lean, _zero
+    outer = _tape, _lean, _zero
+    _tape, _lean = [], lean
+    _zero = Value(0, (), (), CONST) if lean else None
     try:
         yield _tape
     finally:
-        _tape = outer
+        _tape, _lean, _zero = outer
 
 
 def backward_recorded(root: Value, tape: Sequence[Value]) -> None:

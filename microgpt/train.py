@@ -212,7 +212,7 @@ def _gradients(model: GPT, tokens: list[int], granularity: str, step: int, docum
     never lives beside the next one."""
     fused, tagged = granularity == "fused", set_tagging(False)  # nothing reads a training graph's tags
     try:
-        with recording() if fused else nullcontext() as tape:
+        with recording(lean=True) if fused else nullcontext() as tape:
             loss = model.training_loss(tokens, cache) if fused else model.document_loss(tokens, granularity, cache)
     finally:
         set_tagging(tagged)

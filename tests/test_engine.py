@@ -577,6 +577,52 @@ def test_backward_recorded_gives_backwards_grads_to_float_rounding() -> None:
         assert math.isclose(ours, reference, rel_tol=1e-12, abs_tol=1e-15)
 
 
+@pytest.mark.parametrize("loss", ["training_loss", "document_loss"])
+@pytest.mark.parametrize(("n_layer", "init_std"), [(1, 0.08), (2, 0.5)])
+def test_a_lean_recording_gives_every_gradient_to_the_bit_with_fewer_nodes(
+    loss: str, n_layer: int, init_std: float
+) -> None:
+    """recording(lean=True) leaves out the const leaves and the relu nodes (engine.recording):
+    the loss and every parameter's grad are the same bits as the whole graph's."""
+    from microgpt.engine import backward_recorded, recording
+
+    config = GPTConfig(vocab_size=7, n_layer=n_layer, n_embd=8, n_head=2, block_size=8, init_std=init_std)
+    model = GPT.initialise(config, random.Random(3))
+    tokens = [6, 1, 2, 3, 4, 5, 1, 2, 6]
+    results, tapes = [], []
+    for lean in (False, True):
+        with recording(lean=lean) as tape:
+            root = model.training_loss(tokens) if loss == "training_loss" else model.document_loss(tokens, "fused")
+        backward_recorded(root, tape)
+        results.append([root.data.hex()] + [float(p.grad).hex() for p in model.params])
+        tapes.append(tape)
+        model.zero_grad()
+    assert results[0] == results[1]
+    full, lean_tape = ([n.op.name for n in tape] for tape in tapes)
+    assert full.count("relu") == 8 * 4 * n_layer * (len(tokens) - 1) and "relu" not in lean_tape
+    assert full.count("const") > 100 and lean_tape.count("const") == 1  # the shared 0 of dead units
+    pre = [n for n in tapes[1] if n.op.name == "dot" and len(n.children) == 16]  # fc1's, 8 wide
+    assert any(n.data > 0 for n in pre) and any(n.data <= 0 for n in pre)  # live and dead units both
+
+
+def test_lean_relu_keeps_nan_and_passes_nothing_back_through_a_dead_unit() -> None:
+    """A dead unit's upstream grad is infinite here: the whole graph sends 0 × inf = NaN back;
+    the lean one sends nothing, as PyTorch's relu does. relu of NaN keeps its node."""
+    from microgpt.engine import backward_recorded, recording
+
+    for lean in (False, True):
+        dead, live, weight = Value(-2.0), Value(3.0), Value(1e308)
+        with recording(lean=lean) as tape:
+            nan, passed_on = Value(math.nan).relu(), live.relu()
+            root = (dead.relu() * weight * 10.0) + passed_on * 2.0
+        backward_recorded(root, tape)
+        assert (live.grad, math.isnan(nan.data), nan.op.name) == (2.0, True, "relu")
+        if lean:
+            assert dead.grad == 0 and passed_on is live
+        else:
+            assert math.isnan(dead.grad)
+
+
 def test_backward_recorded_keeps_ieee_zero_times_inf() -> None:
     """A node whose grad is 0 is skipped only when its local derivatives are finite: 0 × inf is NaN."""
     from microgpt.engine import backward_recorded, recording
