@@ -109,10 +109,11 @@ def mgx_command(args: list[str]) -> list[str]:
 def median_seconds(command: list[str], runs: int, cwd: str | Path) -> float:
     """The median wall time of ``runs`` runs of ``command``, output discarded, after one untimed
     run (which writes the bytecode cache, as a user's first run does)."""
-    subprocess.run(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=CHILD_ENV)
+    quiet = {"cwd": cwd, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": CHILD_ENV}
+    subprocess.run(command, **quiet)
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        subprocess.run(command, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=CHILD_ENV)
+        subprocess.run(command, check=True, **quiet)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
