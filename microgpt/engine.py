@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import reduce
-from operator import add, mul
+from operator import add, itemgetter, mul
 from typing import Any
 
 from microgpt import scope as _scope
@@ -372,8 +372,11 @@ def recording(lean: bool = False) -> Iterator[list[Value]]:
       reads: the add or mul node has the one input;
     - relu of a positive input is that input itself (its derivative is 1), and of a negative
       input or 0 one const leaf 0 shared by the pass (its derivative is 0, so nothing flows
-      back). Where an upstream grad is already infinite, 0 × inf would send NaN back; the
-      shortcut sends nothing, as PyTorch's relu does. relu of NaN keeps its node."""
+      back). relu of NaN keeps its node;
+    - a fused W·x (``dots``) leaves out the terms of x that are that 0: each adds 0 to the
+      sum and passes no grad back.
+    Only where an upstream grad is already not finite do the last two differ from the whole
+    graph: 0 × inf would send NaN back where they send nothing (as PyTorch's relu does)."""
     global _tape, _lean, _zero
     outer = _tape, _lean, _zero
     _tape, _lean = [], lean
@@ -431,11 +434,17 @@ def dots(rows: Sequence[Sequence[Value]], xs: Sequence[Value], w_data: Sequence[
     derivatives are built by joining tuples, three times faster than unpacking into one."""
     xs = tuple(xs)
     x_data = tuple([x.data for x in xs])
+    live = [j for j, x in enumerate(xs) if x is not _zero] if _lean and _zero in xs else []
+    keep = itemgetter(*live) if len(live) > 1 else None  # lean: terms with a dead unit's 0 pass no grad
+    xs_kept, x_kept = (xs, x_data) if keep is None else (keep(xs), keep(x_data))
     out = []
     for ws, row_data in zip(rows, w_data or [tuple([w.data for w in ws]) for ws in rows]):
         if len(ws) != len(xs):
             raise ValueError(f"dot of vectors of different lengths ({len(ws)} and {len(xs)})")
-        out.append(Value(_left_to_right(map(mul, row_data, x_data)), tuple(ws) + xs, x_data + row_data, DOT))
+        data = _left_to_right(map(mul, row_data, x_data))
+        if keep is not None:
+            ws, row_data = keep(ws), keep(row_data)
+        out.append(Value(data, tuple(ws) + xs_kept, x_kept + row_data, DOT))
     return out
 
 

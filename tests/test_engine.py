@@ -601,6 +601,8 @@ def test_a_lean_recording_gives_every_gradient_to_the_bit_with_fewer_nodes(
     full, lean_tape = ([n.op.name for n in tape] for tape in tapes)
     assert full.count("relu") == 8 * 4 * n_layer * (len(tokens) - 1) and "relu" not in lean_tape
     assert full.count("const") > 100 and lean_tape.count("const") == 1  # the shared 0 of dead units
+    zero = tapes[1][0]  # made first: the 0 of every dead unit, in no dot product
+    assert zero.op.name == "const" and not any(zero in n.children for n in tapes[1])
     pre = [n for n in tapes[1] if n.op.name == "dot" and len(n.children) == 16]  # fc1's, 8 wide
     assert any(n.data > 0 for n in pre) and any(n.data <= 0 for n in pre)  # live and dead units both
 
