@@ -106,9 +106,9 @@ def adam_update(model: GPT, state: TrainState, adam: AdamConfig, step: int, step
         )
         raise Diverged(step + 1, what)
     state.m, state.v = new_m, new_v
-    for p, data in zip(params, new_data):
+    for p, data in zip(params, new_data):  # a float 0, as 0 + x is 0.0 + x: Python adds two floats faster
         p.data = data
-        p.grad = 0
+        p.grad = 0.0
     return Update(grads, before, new_data)
 
 
