@@ -78,7 +78,7 @@ class Dataset:
 
 def parse_documents(text: str, source: str) -> list[str]:
     """One document per line, surrounding whitespace stripped, blank lines dropped."""
-    docs = [line.strip() for line in text.splitlines() if line.strip()]
+    docs = [doc for doc in map(str.strip, text.splitlines()) if doc]
     if not docs:
         raise MicrogptError(f"{source} has no documents: give a file with one name per line")
     return docs

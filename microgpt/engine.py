@@ -311,6 +311,13 @@ class Value:
     def log(self) -> Value:
         return Value(log(self.data), (self,), (reciprocal(self.data),), LOG)
 
+    def exp_minus(self, c: Number) -> Value:
+        """exp(self − c), c a number (softmax's max): sub then exp, or one exp node if lean."""
+        if _lean:
+            out = exp(self.data - c)
+            return Value(out, (self,), (out,), EXP)
+        return (self - c).exp()
+
     def relu(self) -> Value:
         if _lean and self.data == self.data:  # the shortcuts of recording(lean=True); NaN keeps its node
             return self if self.data > 0 else _zero  # type: ignore[return-value]
@@ -369,12 +376,11 @@ def recording(lean: bool = False) -> Iterator[list[Value]]:
     ``lean=True`` (fused training's) builds a graph for backward alone, which nothing draws or
     replays, without the nodes backward has no use for; every gradient is the same, to the bit:
     - a number operand (``x * 0.5``, ``x + 1e-5``) is not made a const leaf, whose grad no one
-      reads: the add or mul node has the one input;
+      reads: the add or mul node has the one input, and ``x.exp_minus(c)`` is one exp node;
     - relu of a positive input is that input itself (its derivative is 1), and of a negative
       input or 0 one const leaf 0 shared by the pass (its derivative is 0, so nothing flows
       back). relu of NaN keeps its node;
-    - a fused W·x (``dots``) leaves out the terms of x that are that 0: each adds 0 to the
-      sum and passes no grad back.
+    - a fused W·x (``dots``) leaves out the terms of x that are that 0: they add 0 to the sum.
     Only where an upstream grad is already not finite do the last two differ from the whole
     graph: 0 × inf would send NaN back where they send nothing (as PyTorch's relu does)."""
     global _tape, _lean, _zero

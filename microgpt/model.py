@@ -63,9 +63,8 @@ def weight_shapes(config: GPTConfig) -> dict[str, tuple[int, int]]:
 class KVCache:
     """The keys and values of earlier positions, per layer and head, as attention reads them:
     keys[layer][head][position] is a key vector, values[layer][head][j][position] element j of
-    a value vector (a head's output j is one dot product over that column). It also keeps
-    what the series a run records read (README, "How it learns"), one vector a position:
-    each head's attention weights, each MLP's ReLU inputs, and the logits."""
+    a value vector. It also keeps what the series a run records read (README, "How it
+    learns"), a vector a position: each head's attention weights, ReLU inputs, and logits."""
 
     config: GPTConfig
     keys: list[list[list[Vector]]] = field(init=False)

@@ -47,7 +47,7 @@ def softmax(logits: Sequence[Value], fused: bool) -> Vector:
     a NaN logit makes its own exp NaN, hence the sum and every output NaN."""
     numbers = [v.data for v in logits if v.data == v.data]
     max_val = max(numbers) if numbers else math.nan
-    exps = [(v - max_val).exp() for v in logits]
+    exps = [v.exp_minus(max_val) for v in logits]
     denominator = total(exps, fused)
     if fused:  # one reciprocal node shared by every output
         inverse = denominator**-1
