@@ -71,13 +71,19 @@ class _Scope:
     def __enter__(self) -> None:
         global _path, _pos, current_tag
         self._outer = (_path, _pos, current_tag)
-        if self._root:
-            _path, _pos = "", None
-        if self._name is not None:
-            _path = _joined(_path, self._name)
-        if self._pos_to_set is not _KEEP:
-            _pos = self._pos_to_set  # type: ignore[assignment]
-        _refresh()
+        # What a scope sets depends only on where it is entered: worked out once, then looked up.
+        key = (_path, _pos, self._name, self._pos_to_set, self._root, _enabled)
+        inside = _inside.get(key)
+        if inside is None:
+            if self._root:
+                _path, _pos = "", None
+            if self._name is not None:
+                _path = f"{_path}.{self._name}" if _path else self._name
+            if self._pos_to_set is not _KEEP:
+                _pos = self._pos_to_set  # type: ignore[assignment]
+            _refresh()
+            inside = _inside[key] = (_path, _pos, current_tag)
+        _path, _pos, current_tag = inside
 
     def __exit__(self, *exc: object) -> None:
         global _path, _pos, current_tag
@@ -89,14 +95,7 @@ class _Keep:
 
 
 _KEEP = _Keep()
-_paths: dict[tuple[str, str], str] = {}
-
-
-def _joined(outer: str, name: str) -> str:
-    path = _paths.get((outer, name))
-    if path is None:
-        path = _paths[(outer, name)] = f"{outer}.{name}" if outer else name
-    return path
+_inside: dict[tuple, tuple[str, int | None, str | None]] = {}  # (where entered, the scope) -> _Scope.__enter__
 
 
 # What the scopes below are while tagging is off: nothing to set or restore, so the hundreds

@@ -532,6 +532,29 @@ def test_set_tagging_false_leaves_every_tag_none() -> None:
     assert len(nodes) > 1000
 
 
+def test_a_scope_tags_by_where_it_is_entered_each_time() -> None:
+    """A scope's effect is worked out once per place it is entered (scope._inside), and a
+    scope made while tagging is on but entered while it is off tags nothing."""
+    from microgpt.scope import position, root_scope, scope
+
+    made = {}
+    for where in ("first", "again"):
+        with root_scope(), position(2), scope("a"), scope("b"):
+            made[where] = Value(1.0)
+        with root_scope(), scope("a"), scope("b"):
+            made[where + " without a position"] = Value(1.0)
+    assert {k: v.tag for k, v in made.items()} == {
+        "first": "a.b@pos2", "again": "a.b@pos2", "first without a position": "a.b", "again without a position": "a.b"
+    }  # fmt: skip
+    entered_later = [root_scope(), scope("a")]
+    previous = set_tagging(False)
+    try:
+        with entered_later[0], entered_later[1]:
+            assert Value(1.0).tag is None
+    finally:
+        set_tagging(previous)
+
+
 # -- the recorded forward pass (training's backward) -----------------------------------------
 def _recorded_loss(config: GPTConfig, tokens: list[int], granularity: str, seed: int = 0):
     from microgpt.engine import recording
