@@ -65,6 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     repo = str(Path(__file__).resolve().parents[1])
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)  # Python's bytecode cache on, its default (processes.CHILD_ENV)
     results: dict[int, dict[str, tuple[float, float]]] = {}
     sizes: dict[int, tuple[int, int]] = {}
     for layers in args.layers:
