@@ -31,7 +31,7 @@ def run_attention(*, checkpoint, data, word: str | None, granularity: str, out: 
             f"use only {tokenizer.chars!r}, e.g. --word emma"
         )
     tokens = tokenizer.document_tokens(word)[: loaded.model.config.block_size + 1]
-    trace = Trace(word_graph(loaded.model, tokens, granularity=granularity, backward=False))
+    trace = Trace(*word_graph(loaded.model, tokens, granularity=granularity, backward=False))
     labels = [tokenizer.token_name(t) for t in tokens[:-1]]
     attention = attention_picture(trace, word, labels)
     if out is None:

@@ -41,7 +41,6 @@ class Built:
 def build(choice: TokenChoice, *, moments: bool = False) -> Built:
     """The graph asked for: one token's (default), or a whole word's with --word and no --pos."""
     from cli.common import build_token_graph, load_model
-    from microgpt.engine import gc_paused
     from microgpt.graph import word_graph
     from viz.trace import Trace
 
@@ -50,10 +49,8 @@ def build(choice: TokenChoice, *, moments: bool = False) -> Built:
         loaded = load_model(choice.checkpoint, choice.data, moments=moments)
         model = loaded.model
         tokens = loaded.tokenizer.document_tokens(choice.word)
-        root = word_graph(model, tokens, granularity=choice.granularity, backward=False)
-        trace = Trace(root)  # sorted once, for backward and the view
-        with gc_paused():
-            root.backward(trace.nodes)
+        root, order = word_graph(model, tokens, granularity=choice.granularity)
+        trace = Trace(root, order)
         n = min(model.config.block_size, len(tokens) - 1)
         title = (
             f"microgpt-x | {loaded.description} | word {choice.word!r}: {n} positions to the mean loss"

@@ -330,7 +330,7 @@ def _origin_report(ckpt: ckpt_io.Checkpoint, e: Diverged) -> list[str]:
     from viz.trace import Trace
 
     tokens = ckpt.tokenizer.document_tokens(e.document)
-    trace = Trace(word_graph(ckpt.model, tokens, granularity=ckpt.granularity))
+    trace = Trace(*word_graph(ckpt.model, tokens, granularity=ckpt.granularity))
     ckpt.model.zero_grad()
     return forward_lines(trace, forward_origin(trace)) + backward_lines(trace, backward_origin(trace))
 

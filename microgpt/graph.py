@@ -104,11 +104,12 @@ def token_graph(
 
 def word_graph(
     model: GPT, tokens: list[int], *, granularity: str = DEFAULT_GRANULARITY, backward: bool = True
-) -> Value:
-    """The graph one training step builds for a whole document: every position to the mean loss."""
+) -> tuple[Value, list[Value]]:
+    """A whole document's graph, every position to the mean loss: its root and its sorted order."""
     model.zero_grad()
     with gc_paused():
         root = model.document_loss(tokens, granularity)
+        order = topological_order(root)
         if backward:
-            root.backward()
-    return root
+            root.backward(order)
+    return root, order

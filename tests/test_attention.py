@@ -15,7 +15,7 @@ def test_the_weights_are_the_graph_nodes_of_the_same_tags(workdir) -> None:
     train_tiny("--steps", "3", "--no-record")
     ckpt = ckpt_io.load(workdir / "model.json")
     tokens = ckpt.tokenizer.document_tokens("emma")
-    trace = Trace(word_graph(ckpt.model, tokens, backward=False))
+    trace = Trace(*word_graph(ckpt.model, tokens, backward=False))
     picture = attention_picture(trace, "emma", ["BOS", "e", "m", "m", "a"])
     assert [head for head, _ in picture.heads] == ["layer0.attn.h0", "layer0.attn.h1"]
     for _, rows in picture.heads:

@@ -802,7 +802,7 @@ def test_reading_rows_put_each_block_of_a_word_on_one_row_in_position_order() ->
 
     tokenizer = Tokenizer("abc")
     model = GPT.initialise(GPTConfig(vocab_size=4, n_layer=1, n_embd=4, n_head=2, block_size=4), random.Random(7))
-    graph = display_graph(word_graph(model, tokenizer.document_tokens("abc")), "block")
+    graph = display_graph(Trace(*word_graph(model, tokenizer.document_tokens("abc"))), "block")
     rows = {tuple(names) for names, chained in reading_rows(graph, list(key_edge_counts(graph.trace, graph.keys)))}
     positions = range(4)
     assert ("layer0.attn/params", *(f"layer0.attn@pos{p}" for p in positions)) in rows
@@ -817,7 +817,7 @@ def test_a_whole_word_is_laid_out_left_to_right_and_top_to_bottom() -> None:
     from microgpt.graph import word_graph
 
     run = start_run(embedded_documents().docs)
-    root = word_graph(run.model, run.tokenizer.document_tokens("emma"))
+    root, _ = word_graph(run.model, run.tokenizer.document_tokens("emma"))
     source = to_dot(root, level="block").source
     for program in layout_programs():
         at = laid_out(source, program)
@@ -834,12 +834,18 @@ def test_a_whole_word_is_laid_out_left_to_right_and_top_to_bottom() -> None:
 def test_a_word_view_sorts_its_graph_once_for_backward_and_the_view(monkeypatch, tmp_path) -> None:
     """graph/stats --word: one topological sort serves the backward pass and the Trace."""
     import microgpt.engine
+    import microgpt.graph
     import viz.trace
     from cli.common import TokenChoice
     from cli.graph_cmd import build
 
     sorts = []
-    for module, name in ((viz.trace, "topological_order"), (microgpt.engine, "_computed_order")):
+    modules = (
+        (viz.trace, "topological_order"),
+        (microgpt.graph, "topological_order"),
+        (microgpt.engine, "_computed_order"),
+    )
+    for module, name in modules:
 
         def counted(root, original=getattr(module, name), name=name):
             sorts.append(name)

@@ -210,7 +210,7 @@ def test_finite_differences_on_the_replay_agree_with_pytorch(granularity: str) -
     rng = random.Random(1)
     model = GPT.initialise(config, rng)
     tokens = [rng.randrange(7) for _ in range(6)]
-    trace = Trace(word_graph(model, tokens, granularity=granularity))
+    trace = Trace(*word_graph(model, tokens, granularity=granularity))
     weights = {
         name: torch.tensor(matrix, dtype=torch.float64, requires_grad=True)
         for name, matrix in model.weight_data().items()
